@@ -1,0 +1,42 @@
+"""nbgrader course configuration for gradschool.
+
+nbgrader reads this file from the current directory only, so run nbgrader (and `gradschool`) from
+the repository root. If this file raised, nbgrader would silently fall back to its default paths:
+keep it plain assignments, and see tests/test_nbgrader_config.py, which checks what nbgrader sees.
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
+
+root = os.path.dirname(os.path.abspath(__file__))
+runtime = os.path.join(root, "autograder")
+
+c.CourseDirectory.course_id = "gradschool"
+c.CourseDirectory.root = root
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "course"
+c.CourseDirectory.submitted_directory = "autograder/submitted"
+c.CourseDirectory.autograded_directory = "autograder/autograded"
+c.CourseDirectory.feedback_directory = "autograder/feedback"
+c.CourseDirectory.solution_directory = "autograder/solution"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(runtime, "gradebook.db")
+c.Exchange.root = os.path.join(runtime, "exchange")
+
+# The release tags the cells that may raise NotImplementedError until the student has written the
+# code, so that `pytest --nbval-lax course/` accepts them. Tags are outside nbgrader's checksums.
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "gradschool.release.TagCellsThatMayRaise",
+]

@@ -1,0 +1,74 @@
+"""The ``gradschool`` command: release the course and grade notebooks.
+
+    gradschool release [ID ...]          regenerate course/<id>/ from solutions/<id>/
+    gradschool release --check [ID ...]  exit 1, naming the notebooks, if course/ is out of date
+    gradschool grade PATH [--assignment ID] [--json]
+
+Run it inside the course repository (where ``nbgrader_config.py`` is). Problems a user can fix
+(a missing file, an unknown assignment) end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gradschool.course import Course, CourseError
+from gradschool.grading import grade_notebook
+from gradschool.release import release, release_differences
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradschool", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rel = commands.add_parser("release", help="generate course/ from solutions/ with nbgrader")
+    rel.add_argument("ids", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    rel.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if course/ differs from what solutions/ gives",
+    )
+
+    grade = commands.add_parser("grade", help="autograde one notebook")
+    grade.add_argument("path", type=Path, metavar="PATH.ipynb")
+    grade.add_argument("--assignment", metavar="ID", help="default: inferred from the notebook")
+    grade.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _release(course: Course, args: argparse.Namespace) -> int:
+    ids = args.ids or course.assignments()
+    for assignment_id in ids:
+        course.check_assignment(assignment_id)
+    if not args.check:
+        for notebook in release(course, ids):
+            print(f"released {course.relative(notebook)}")
+        return 0
+    problems = release_differences(course, ids)
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"course/ is up to date with solutions/ ({', '.join(ids)})")
+    return 1 if problems else 0
+
+
+def _grade(course: Course, args: argparse.Namespace) -> int:
+    report = grade_notebook(course, args.path, args.assignment)
+    print(report.to_json() if args.json else report.to_table())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        course = Course.at()
+        return {"release": _release, "grade": _grade}[args.command](course, args)
+    except CourseError as exc:
+        print(f"gradschool: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The nbgrader course behind the repository: where its folders are, and nbgrader's steps on it.
+
+Everything goes through the repository's own ``nbgrader_config.py``, so ``gradschool`` and the
+plain ``nbgrader`` commands agree on every path. :meth:`Course.scratch` gives the same course with
+every writable folder and the gradebook moved into a scratch folder: checks and single-file
+grading work there and never touch the real gradebook or ``course/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config, PyFileConfigLoader
+
+CONFIG_FILE = "nbgrader_config.py"
+
+
+class CourseError(Exception):
+    """A problem a user can fix: the message is one line that says what and how."""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """Return the course repository root: the first folder, from ``start`` (default cwd) upwards,
+    holding ``nbgrader_config.py`` and ``solutions/``."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file() and (folder / "solutions").is_dir():
+            return folder
+    raise CourseError(
+        f"no course here: run gradschool inside the course repository "
+        f"(a folder with {CONFIG_FILE} and solutions/); looked from {start}"
+    )
+
+
+def load_config(root: Path) -> Config:
+    """Load ``root/nbgrader_config.py`` as nbgrader would, but fail loudly if it raises."""
+    try:
+        return PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
+    except Exception as exc:  # nbgrader itself would swallow this and use default paths
+        raise CourseError(f"{root / CONFIG_FILE} does not load: {exc}") from exc
+
+
+def _put_python_bin_on_path() -> None:
+    """nbgrader runs the ``alembic`` command to create a gradebook: find it beside this Python
+    even when the virtual environment is not activated."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+@dataclass
+class Course:
+    """The nbgrader course rooted at ``root`` with nbgrader configuration ``config``."""
+
+    root: Path
+    config: Config
+
+    @classmethod
+    def at(cls, root: Path | None = None) -> Course:
+        """The course of the repository containing ``root`` (default: the cwd)."""
+        root = find_root(root)
+        return cls(root, load_config(root))
+
+    @property
+    def directory(self) -> CourseDirectory:
+        return CourseDirectory(config=self.config)
+
+    def _folder(self, name: str) -> Path:
+        return Path(self.directory.root) / getattr(self.directory, name)
+
+    @property
+    def source_dir(self) -> Path:
+        return self._folder("source_directory")
+
+    @property
+    def release_dir(self) -> Path:
+        return self._folder("release_directory")
+
+    @property
+    def autograded_dir(self) -> Path:
+        return self._folder("autograded_directory")
+
+    @property
+    def submitted_dir(self) -> Path:
+        return self._folder("submitted_directory")
+
+    @property
+    def db_url(self) -> str:
+        return self.directory.db_url
+
+    def assignments(self) -> list[str]:
+        """The assignment ids: folders of ``solutions/`` holding ``<id>.ipynb``, sorted."""
+        return sorted(
+            p.name for p in self.source_dir.iterdir() if (p / f"{p.name}.ipynb").is_file()
+        )
+
+    def check_assignment(self, assignment_id: str) -> None:
+        if assignment_id not in self.assignments():
+            known = ", ".join(self.assignments()) or "none"
+            raise CourseError(f"unknown assignment {assignment_id!r} (known: {known})")
+
+    def source_notebook(self, assignment_id: str) -> Path:
+        return self.source_dir / assignment_id / f"{assignment_id}.ipynb"
+
+    def release_notebook(self, assignment_id: str) -> Path:
+        return self.release_dir / assignment_id / f"{assignment_id}.ipynb"
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the repository root when inside it, for messages."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def scratch(self, folder: Path) -> Course:
+        """This course with release, submissions, grading output, exchange and gradebook in
+        ``folder``: the sources stay the repository's own."""
+        config = Config(self.config)
+        config.merge(
+            Config(
+                {
+                    "CourseDirectory": {
+                        "root": str(folder),
+                        "source_directory": str(self.source_dir),
+                        "release_directory": "release",
+                        "submitted_directory": "submitted",
+                        "autograded_directory": "autograded",
+                        "feedback_directory": "feedback",
+                        "solution_directory": "solution",
+                        "db_url": f"sqlite:///{folder / 'gradebook.db'}",
+                    },
+                    "Exchange": {"root": str(folder / "exchange")},
+                }
+            )
+        )
+        return Course(self.root, config)
+
+    def _api(self) -> NbGraderAPI:
+        _put_python_bin_on_path()
+        if self.db_url.startswith("sqlite:///"):  # sqlite creates the file, not its folder
+            Path(self.db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        api = NbGraderAPI(coursedir=self.directory, config=self.config)
+        api.log.setLevel(logging.ERROR)
+        return api
+
+    def _run(self, step: str, result: dict, what: str) -> None:
+        if not result["success"]:
+            detail = (result.get("error") or result.get("log") or "").strip().splitlines()
+            raise CourseError(f"nbgrader {step} failed for {what}: {detail[-1] if detail else '?'}")
+
+    def generate(self, assignment_id: str) -> None:
+        """nbgrader generate_assignment: write ``<release>/<id>/``, record it in the gradebook."""
+        self.check_assignment(assignment_id)
+        self._run(
+            "generate_assignment", self._api().generate_assignment(assignment_id), assignment_id
+        )
+
+    def autograde(self, assignment_id: str, student_id: str) -> None:
+        """nbgrader autograde of ``<submitted>/<student>/<id>/`` (generate the assignment first)."""
+        self._run(
+            "autograde",
+            self._api().autograde(assignment_id, student_id),
+            f"{assignment_id} of {student_id}",
+        )

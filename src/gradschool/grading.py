@@ -1,0 +1,159 @@
+"""Grade one notebook with nbgrader, in a scratch course, and report it as plain data.
+
+``grade_notebook`` is what ``gradschool grade`` runs. It generates the assignment into a scratch
+gradebook, puts the file where nbgrader expects a submission, runs ``nbgrader autograde`` and reads
+the scores back from that gradebook. The course's real gradebook is never touched.
+
+Report contract (``GradeReport.to_json()``)::
+
+    {"assignment": str, "score": float, "max_score": float,
+     "tests": [{"id": grade_id, "score": float, "max_score": float,
+                "status": "passed" | "failed", "message": str}]}
+
+``score`` and ``max_score`` cover the autograded test cells; ``message`` is empty for a passed test
+and says what failed otherwise (the exception's type and message, last line of the cell's error).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+from gradschool.course import Course, CourseError
+
+STUDENT = "submission"
+
+
+@dataclass
+class TestResult:
+    id: str
+    score: float
+    max_score: float
+    status: str
+    message: str = ""
+
+
+@dataclass
+class GradeReport:
+    assignment: str
+    score: float
+    max_score: float
+    tests: list[TestResult] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    def to_table(self) -> str:
+        width = max([len(t.id) for t in self.tests] + [4])
+        lines = [f"{'test':<{width}}  {'points':>9}  status  message"]
+        for t in self.tests:
+            points = f"{t.score:g}/{t.max_score:g}"
+            lines.append(f"{t.id:<{width}}  {points:>9}  {t.status:<6}  {t.message}".rstrip())
+        lines.append(f"{self.assignment}: {self.score:g} / {self.max_score:g} points")
+        return "\n".join(lines)
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read and validate a notebook file, or raise CourseError saying why it cannot be graded."""
+    if not path.is_file():
+        raise CourseError(f"{path}: no such file")
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:
+        raise CourseError(
+            f"{path}: not a readable Jupyter notebook ({type(exc).__name__})"
+        ) from exc
+    return nb
+
+
+def grade_ids(nb: nbformat.NotebookNode) -> set[str]:
+    """The nbgrader grade_ids of the cells of ``nb``."""
+    return {
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if "grade_id" in c.metadata.get("nbgrader", {})
+    }
+
+
+def test_cell_ids(nb: nbformat.NotebookNode) -> list[str]:
+    """The grade_ids of the autograded test cells of ``nb``, in notebook order."""
+    ids = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            ids.append(meta["grade_id"])
+    return ids
+
+
+def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> str:
+    """The assignment a notebook belongs to: its file name if that is an assignment id, else the
+    assignment sharing the most nbgrader cell ids with it."""
+    if path.stem in course.assignments():
+        return path.stem
+    ids = grade_ids(nb)
+    overlap = {
+        a: len(ids & grade_ids(read_notebook(course.source_notebook(a))))
+        for a in course.assignments()
+    }
+    best = max(overlap.values(), default=0)
+    matches = [a for a, n in overlap.items() if n == best]
+    if best == 0 or len(matches) > 1:
+        raise CourseError(f"{path}: cannot tell which assignment this is; pass --assignment ID")
+    return matches[0]
+
+
+def _error_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """grade_id -> 'Type: message' of the first error output of each graded cell."""
+    messages = {}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if grade_id and errors:
+            ename, evalue = errors[0].ename, errors[0].evalue.strip()
+            messages[grade_id] = f"{ename}: {evalue}" if evalue else ename
+    return messages
+
+
+def grade_notebook(course: Course, path: Path, assignment: str | None = None) -> GradeReport:
+    """Autograde the notebook at ``path`` against ``assignment`` (inferred when None).
+
+    Raises CourseError (one line) when the file cannot be graded: missing, not a notebook,
+    unknown or unrecognisable assignment.
+    """
+    path = Path(path)
+    nb = read_notebook(path)
+    assignment = assignment or infer_assignment(course, path, nb)
+    course.check_assignment(assignment)
+    tests = test_cell_ids(read_notebook(course.source_notebook(assignment)))
+    with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
+        scratch = course.scratch(Path(tmp))
+        scratch.generate(assignment)
+        submission = scratch.submitted_dir / STUDENT / assignment
+        submission.mkdir(parents=True)
+        shutil.copyfile(path, submission / f"{assignment}.ipynb")
+        scratch.autograde(assignment, STUDENT)
+        graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
+        messages = _error_messages(nbformat.read(graded, as_version=4))
+        with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
+            warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
+            submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
+            scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
+    results = []
+    for test_id in tests:
+        score, max_score = scores[test_id]
+        passed = score >= max_score
+        message = "" if passed else messages.get(test_id, "the test cell gave partial credit")
+        results.append(
+            TestResult(test_id, score, max_score, "passed" if passed else "failed", message)
+        )
+    return GradeReport(
+        assignment, sum(r.score for r in results), sum(r.max_score for r in results), results
+    )

@@ -1,0 +1,220 @@
+"""`gradschool grade`: the JSON contract, honest scores, and one-line errors.
+
+Submissions are built the way students make them: the released notebook with its solution cells
+filled in, by the reference solution or by a known-wrong implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, gradschool
+
+ASSIGNMENT = "01-symmetry-breaking"
+SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+RELEASE = ROOT / "course" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+CONSTANT, RANDOM, COUNT = "constant_init_", "random_init_", "count_distinct_units"
+
+# Known-wrong implementations, three per graded function, grouped into three submissions.
+WRONG = {
+    "forgets-biases/ignores-generator/exact-equality": {
+        CONSTANT: """
+def constant_init_(model, value=0.0):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.constant_(m.weight, value)  # biases forgotten
+    return model
+""",
+        RANDOM: """
+def random_init_(model, std=0.1, generator=None):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0.0, std)  # generator ignored: global RNG
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
+""",
+        COUNT: """
+def count_distinct_units(weight, atol=1e-6):
+    return int(torch.unique(weight, dim=0).shape[0])  # atol ignored
+""",
+    },
+    "new-parameters/uniform/columns": {
+        CONSTANT: """
+def constant_init_(model, value=0.0):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):  # replaces the parameters instead of filling them
+            m.weight = torch.nn.Parameter(torch.full_like(m.weight, value))
+            if m.bias is not None:
+                m.bias = torch.nn.Parameter(torch.full_like(m.bias, value))
+    return model
+""",
+        RANDOM: """
+def random_init_(model, std=0.1, generator=None):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):  # right variance, wrong distribution
+                a = std * 3 ** 0.5
+                m.weight.uniform_(-a, a, generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
+""",
+        COUNT: """
+def count_distinct_units(weight, atol=1e-6):
+    kept = []
+    for column in weight.T:  # units are rows, not columns
+        if all((column - k).abs().max() > atol for k in kept):
+            kept.append(column)
+    return len(kept)
+""",
+    },
+    "top-level-only/variance-as-std/rounding": {
+        CONSTANT: """
+def constant_init_(model, value=0.0):
+    for m in model.children():  # misses nested modules
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.constant_(m.weight, value)
+            if m.bias is not None:
+                torch.nn.init.constant_(m.bias, value)
+    return model
+""",
+        RANDOM: """
+def random_init_(model, std=0.1, generator=None):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0.0, std ** 2, generator=generator)  # variance used as std
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
+""",
+        COUNT: """
+def count_distinct_units(weight, atol=1e-6):
+    return int(torch.unique(torch.round(weight / atol), dim=0).shape[0])  # grid rounding
+""",
+    },
+}
+
+
+def _solution_cells(nb) -> dict[str, int]:
+    """Graded function name -> index of the solution cell defining it."""
+    found = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            for name in re.findall(r"^def (\w+)\(", cell.source, flags=re.M):
+                found[name] = i
+    return found
+
+
+def _reference_code() -> dict[str, str]:
+    nb = nbformat.read(SOLUTION, as_version=4)
+    return {
+        name: "\n".join(
+            line
+            for line in nb.cells[i].source.splitlines()
+            if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+        )
+        for name, i in _solution_cells(nb).items()
+    }
+
+
+def _submission(tmp_path: Path, code: dict[str, str], name: str = "submission.ipynb") -> Path:
+    nb = nbformat.read(RELEASE, as_version=4)
+    cells = _solution_cells(nb)
+    for function, source in code.items():
+        nb.cells[cells[function]].source = "import torch\n" + source.strip() + "\n"
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def _grade_json(path: Path, *args: str) -> dict:
+    result = gradschool("grade", str(path), "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # exactly one JSON object, nothing else on stdout
+
+
+def _by_function(report: dict) -> dict[str, dict]:
+    """Each graded function's test result: the test cell following its solution cell."""
+    nb = nbformat.read(SOLUTION, as_version=4)
+    solution_at = _solution_cells(nb)
+    tests = {t["id"]: t for t in report["tests"]}
+    out = {}
+    for function, i in solution_at.items():
+        following = (c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells[i + 1 :])
+        out[function] = tests[next(g for g in following if g in tests)]
+    return out
+
+
+def test_graded_functions_are_the_issue_api():
+    assert set(_solution_cells(nbformat.read(SOLUTION, as_version=4))) >= {CONSTANT, RANDOM, COUNT}
+
+
+def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
+    report = _grade_json(_submission(tmp_path, _reference_code(), name="anything-at-all.ipynb"))
+    assert report["assignment"] == ASSIGNMENT  # inferred from the cells, not the file name
+    assert report["max_score"] > 0 and report["score"] == report["max_score"]
+    assert {t["status"] for t in report["tests"]} == {"passed"}
+    assert all(t["message"] == "" for t in report["tests"])
+
+
+def test_instructor_notebook_gets_full_marks():
+    report = _grade_json(SOLUTION)
+    assert report["score"] == report["max_score"] > 0
+
+
+def test_released_stub_gets_zero_with_a_table():
+    result = gradschool("grade", str(RELEASE))
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^{ASSIGNMENT}: 0 / \d+ points$", result.stdout, flags=re.M), result.stdout
+    assert result.stdout.count("NotImplementedError") == len(
+        _solution_cells(nbformat.read(SOLUTION, as_version=4))
+    )
+
+
+@pytest.mark.parametrize("mistakes", list(WRONG), ids=list(WRONG))
+def test_each_wrong_implementation_loses_its_points(tmp_path, mistakes):
+    report = _grade_json(_submission(tmp_path, WRONG[mistakes]), "--assignment", ASSIGNMENT)
+    for function, test in _by_function(report).items():
+        assert test["status"] == "failed" and test["score"] == 0, (function, test)
+        assert len(test["message"]) > len("AssertionError: "), (function, test)
+
+
+def test_grading_leaves_the_course_gradebook_alone(tmp_path):
+    gradebook = ROOT / "autograder" / "gradebook.db"
+    before = gradebook.stat().st_mtime_ns if gradebook.exists() else None
+    _grade_json(RELEASE)
+    assert (gradebook.stat().st_mtime_ns if gradebook.exists() else None) == before
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "no such file"),
+        ("{not json", "not a readable Jupyter notebook"),
+        ('{"cells": 3}', "not a readable Jupyter notebook"),
+    ],
+)
+def test_ungradable_file_is_one_line_exit_2(tmp_path, content, expected):
+    path = tmp_path / "x.ipynb"
+    if content is not None:
+        path.write_text(content)
+    result = gradschool("grade", str(path), "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+
+
+def test_unknown_or_unrecognisable_assignment_is_exit_2(tmp_path):
+    result = gradschool("grade", str(RELEASE), "--assignment", "99-nope")
+    assert result.returncode == 2 and "unknown assignment '99-nope'" in result.stderr
+    blank = tmp_path / "blank.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), blank)
+    result = gradschool("grade", str(blank))
+    assert result.returncode == 2 and "pass --assignment ID" in result.stderr

@@ -1,0 +1,61 @@
+"""nbgrader must see the course layout: a config that raised would silently give default paths."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from gradschool.course import Course
+
+PROBE = """
+import json
+from nbgrader.apps import NbGraderApp
+app = NbGraderApp()
+app.initialize([])
+d = app.coursedir
+print(json.dumps({
+    "root": d.root, "source": d.source_directory, "release": d.release_directory,
+    "submitted": d.submitted_directory, "autograded": d.autograded_directory,
+    "feedback": d.feedback_directory, "db_url": d.db_url,
+    "preprocessors": [str(p) for p in app.config.GenerateAssignment.preprocessors],
+}))
+"""
+
+
+def test_nbgrader_reads_the_course_layout_from_the_repo_root():
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["root"] == str(ROOT)
+    assert (seen["source"], seen["release"]) == ("solutions", "course")
+    for key in ("submitted", "autograded", "feedback"):
+        assert seen[key].startswith("autograder/"), (key, seen[key])
+    assert seen["db_url"] == f"sqlite:///{ROOT}/autograder/gradebook.db"
+    assert seen["preprocessors"][-1] == "gradschool.release.TagCellsThatMayRaise"
+
+
+def test_runtime_folders_are_git_ignored():
+    ignored = subprocess.run(
+        [
+            "git",
+            "check-ignore",
+            "autograder/gradebook.db",
+            "autograder/submitted/x",
+            "autograder/autograded/x",
+            "autograder/feedback/x",
+            "autograder/exchange/x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(ignored) == 5, ignored
+
+
+def test_course_sees_the_same_paths_and_assignments():
+    course = Course.at(ROOT)
+    assert course.source_dir == ROOT / "solutions"
+    assert course.release_dir == ROOT / "course"
+    assert "01-symmetry-breaking" in course.assignments()
