@@ -3,8 +3,10 @@
     gradschool release [ID ...]          regenerate course/<id>/ from solutions/<id>/
     gradschool release --check [ID ...]  exit 1, naming the notebooks, if course/ is out of date
     gradschool grade PATH [--assignment ID] [--json]
+    gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
-Run it inside the course repository (where ``nbgrader_config.py`` is). Problems a user can fix
+Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
+runs anywhere. Problems a user can fix
 (a missing file, an unknown assignment) end with one line on stderr and exit status 2.
 """
 
@@ -14,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gradschool.check import report, run_visible_tests
 from gradschool.course import Course, CourseError
 from gradschool.grading import grade_notebook
 from gradschool.release import release, release_differences
@@ -35,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("path", type=Path, metavar="PATH.ipynb")
     grade.add_argument("--assignment", metavar="ID", help="default: inferred from the notebook")
     grade.add_argument("--json", action="store_true", help="print one JSON object")
+
+    check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
+    check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
+    check.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     return parser
 
 
@@ -60,9 +67,17 @@ def _grade(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    text, status = report(*run_visible_tests(args.path, timeout=args.timeout))
+    print(text)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "check":
+            return _check(args)
         course = Course.at()
         return {"release": _release, "grade": _grade}[args.command](course, args)
     except CourseError as exc:

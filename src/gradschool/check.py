@@ -1,0 +1,86 @@
+"""``gradschool check NOTEBOOK``: run a student's notebook and report its visible tests.
+
+Unlike ``nbgrader validate`` (which always exits 0), this exits non-zero when a visible test fails
+or the notebook does not run. It only knows the visible tests in the student's copy: a pass here
+says "visible tests passed", never that the notebook will get full marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from gradschool.grading import read_notebook
+
+
+@dataclass
+class VisibleTest:
+    id: str
+    points: float
+    passed: bool
+    message: str
+
+
+def _first_error(cell) -> str:
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            return f"{output.ename}: {output.evalue}".strip().rstrip(":")
+    return ""
+
+
+def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest], str]:
+    """Execute the notebook at ``path`` in a fresh kernel (its folder as cwd).
+
+    Returns (one result per autograded test cell in notebook order, a problem that stopped the
+    run or ""). The file itself is not modified.
+    """
+    nb = read_notebook(path)
+    client = NotebookClient(
+        nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+    )
+    problem = ""
+    try:
+        client.execute()
+    except CellTimeoutError:
+        problem = f"a cell ran longer than {timeout} s"
+    except DeadKernelError:
+        problem = "the kernel died while running the notebook"
+    results = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            ran = cell.get("execution_count") is not None
+            message = _first_error(cell) if ran else "did not run"
+            results.append(
+                VisibleTest(
+                    meta["grade_id"], float(meta.get("points", 0)), ran and not message, message
+                )
+            )
+    return results, problem
+
+
+def report(results: list[VisibleTest], problem: str) -> tuple[str, int]:
+    """A readable summary and the exit status: 0 only when every visible test passed."""
+    lines = [
+        f"{'PASS' if r.passed else 'FAIL'}  {r.id} ({r.points:g} points)"
+        + ("" if r.passed else f": {r.message}")
+        for r in results
+    ]
+    passed = sum(r.points for r in results if r.passed)
+    total = sum(r.points for r in results)
+    if problem:
+        lines.append(f"the notebook did not run to the end: {problem}")
+    if results and not problem and all(r.passed for r in results):
+        lines.append(
+            f"visible tests passed ({passed:g}/{total:g} points); hidden tests and "
+            "written answers are graded after you submit"
+        )
+        return "\n".join(lines), 0
+    if not results:
+        lines.append("no test cells found: is this a course notebook?")
+    else:
+        lines.append(f"visible tests: {passed:g}/{total:g} points")
+    return "\n".join(lines), 1
