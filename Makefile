@@ -23,9 +23,13 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)  ## JupyterLab on course/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=course
 
+# One thread per process: two pytest workers each running kernels must not oversubscribe 2 cores.
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: $(STAMP)  ## the whole test suite (CI runs this)
 	$(BIN)/ruff check .
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(WORKERS)
+	$(RUN) $(BIN)/gradschool release --check
+	$(RUN) $(BIN)/python -m pytest -n $(WORKERS) --dist loadscope --nbval-lax tests solutions course
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ grading work there and never touch the real gradebook or ``course/``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -121,7 +122,7 @@ class Course:
     def scratch(self, folder: Path) -> Course:
         """This course with release, submissions, grading output, exchange and gradebook in
         ``folder``: the sources stay the repository's own."""
-        config = Config(self.config)
+        config = copy.deepcopy(self.config)  # Config(...) copies shallowly: sections are shared
         config.merge(
             Config(
                 {
