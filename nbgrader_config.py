@@ -40,3 +40,27 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
     "gradschool.release.TagCellsThatMayRaise",
 ]
+
+# Autograding runs the hidden checks of autograder/checks/<assignment>.py in the grader's own
+# process, never in the student's kernel (see src/gradschool/autograder/preprocessors.py), and
+# puts back test cells a student deleted, edited or turned into Markdown.
+c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "gradschool.autograder.preprocessors.NoteTamperedTests",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "gradschool.autograder.preprocessors.GradeOutsideTheKernel",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.GradeOutsideTheKernel.checks_directory = os.path.join(runtime, "checks")
+c.GradeOutsideTheKernel.timeout = 60  # seconds per cell and per hidden-check probe
+c.GradeOutsideTheKernel.memory_limit_mb = 4096

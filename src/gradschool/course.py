@@ -12,11 +12,13 @@ import copy
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
+from sqlalchemy.exc import SAWarning
 from traitlets.config import Config, PyFileConfigLoader
 
 CONFIG_FILE = "nbgrader_config.py"
@@ -164,8 +166,7 @@ class Course:
 
     def autograde(self, assignment_id: str, student_id: str) -> None:
         """nbgrader autograde of ``<submitted>/<student>/<id>/`` (generate the assignment first)."""
-        self._run(
-            "autograde",
-            self._api().autograde(assignment_id, student_id),
-            f"{assignment_id} of {student_id}",
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
+            result = self._api().autograde(assignment_id, student_id)
+        self._run("autograde", result, f"{assignment_id} of {student_id}")

@@ -8,10 +8,13 @@ Report contract (``GradeReport.to_json()``)::
 
     {"assignment": str, "score": float, "max_score": float,
      "tests": [{"id": grade_id, "score": float, "max_score": float,
-                "status": "passed" | "failed", "message": str}]}
+                "status": str, "message": str}]}
 
-``score`` and ``max_score`` cover the autograded test cells; ``message`` is empty for a passed test
-and says what failed otherwise (the exception's type and message, last line of the cell's error).
+``score`` and ``max_score`` cover the autograded test cells. ``status`` is one of those of
+:mod:`gradschool.autograder.preprocessors` (``passed``, ``failed``, ``timeout``, ``kernel_died``,
+``out_of_memory``, ``restored``, ``grader_error``) or ``manual``: the written answers come last,
+with score 0 and their points as ``max_score``, outside the totals. ``message`` is empty for a
+passed test and says what failed otherwise.
 """
 
 from __future__ import annotations
@@ -110,16 +113,22 @@ def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> s
     return matches[0]
 
 
-def _error_messages(nb: nbformat.NotebookNode) -> dict[str, str]:
-    """grade_id -> 'Type: message' of the first error output of each graded cell."""
-    messages = {}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
-        if grade_id and errors:
-            ename, evalue = errors[0].ename, errors[0].evalue.strip()
-            messages[grade_id] = f"{ename}: {evalue}" if evalue else ename
-    return messages
+def manual_ids(nb: nbformat.NotebookNode) -> list[str]:
+    """The grade_ids of the cells graded by a person (written answers), in notebook order."""
+    return [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution")
+    ]
+
+
+def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
+    """grade_id -> {"status", "message"} written by the grader into each test cell."""
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: cell.metadata["gradschool"]
+        for cell in nb.cells
+        if "gradschool" in cell.metadata and "grade_id" in cell.metadata.get("nbgrader", {})
+    }
 
 
 def grade_notebook(course: Course, path: Path, assignment: str | None = None) -> GradeReport:
@@ -132,7 +141,7 @@ def grade_notebook(course: Course, path: Path, assignment: str | None = None) ->
     nb = read_notebook(path)
     assignment = assignment or infer_assignment(course, path, nb)
     course.check_assignment(assignment)
-    tests = test_cell_ids(read_notebook(course.source_notebook(assignment)))
+    source = read_notebook(course.source_notebook(assignment))
     with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
         scratch = course.scratch(Path(tmp))
         scratch.generate(assignment)
@@ -141,19 +150,21 @@ def grade_notebook(course: Course, path: Path, assignment: str | None = None) ->
         shutil.copyfile(path, submission / f"{assignment}.ipynb")
         scratch.autograde(assignment, STUDENT)
         graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
-        messages = _error_messages(nbformat.read(graded, as_version=4))
+        verdicts = _verdicts(nbformat.read(graded, as_version=4))
         with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
             warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
             submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
             scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
     results = []
-    for test_id in tests:
+    for test_id in test_cell_ids(source):
         score, max_score = scores[test_id]
-        passed = score >= max_score
-        message = "" if passed else messages.get(test_id, "the test cell gave partial credit")
-        results.append(
-            TestResult(test_id, score, max_score, "passed" if passed else "failed", message)
-        )
-    return GradeReport(
+        verdict = verdicts.get(test_id, {"status": "failed", "message": "the test did not run"})
+        results.append(TestResult(test_id, score, max_score, verdict["status"], verdict["message"]))
+    report = GradeReport(
         assignment, sum(r.score for r in results), sum(r.max_score for r in results), results
     )
+    for answer_id in manual_ids(source):
+        report.tests.append(
+            TestResult(answer_id, 0.0, scores[answer_id][1], "manual", "graded by a person")
+        )
+    return report

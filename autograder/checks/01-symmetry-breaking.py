@@ -1,0 +1,260 @@
+"""Hidden checks of 01-symmetry-breaking (instructor side: never released, never installed).
+
+Each check makes its inputs here, asks the student's kernel only to run the student's function on
+them (``kernel.probe``), and compares what comes back with values computed here. Models travel as
+state dicts plus the source of their class (``NESTED``), which both sides run.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from gradschool.autograder import HiddenChecks
+from gradschool.checks import assert_equal, bernoulli_rate_test, normal_mean_std_test
+
+checks = HiddenChecks()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# A model with Linear layers at every depth and every other kind of parameter and buffer.
+NESTED = """
+import torch
+from torch import nn
+
+class Nested(nn.Module):
+    def __init__(self, width=7):
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            nn.Linear(5, width, bias=False),
+            nn.Sequential(nn.Linear(width, 3), nn.Tanh(), nn.Sequential(nn.Linear(3, 3))),
+        ])
+        self.heads = nn.ModuleDict({"a": nn.Linear(3, 2), "b": nn.Identity()})
+        self.conv = nn.Conv1d(2, 4, 3)
+        self.norm = nn.LayerNorm(7)
+        self.bn = nn.BatchNorm1d(3)
+        self.emb = nn.Embedding(10, 5)
+        self.bilinear = nn.Bilinear(3, 3, 2)
+        self.free = nn.Parameter(torch.randn(4))
+        self.register_buffer("stat", torch.randn(3))
+"""
+_shared: dict = {}
+exec(NESTED, _shared)
+Nested = _shared["Nested"]
+
+# Probe: rebuild the model in the kernel, call the student's function, send back the state.
+CALL_ON_NESTED = NESTED + """
+model = Nested(width).to(device=device, dtype=getattr(torch, dtype))
+model.load_state_dict(state)
+model.blocks[1][0].requires_grad_(False)
+if generator_seed is not None:
+    kwargs = {**kwargs, "generator": torch.Generator(device).manual_seed(generator_seed)}
+storage = [p.data_ptr() for p in model.parameters()]
+rng_before = torch.random.get_rng_state()
+returned = FUNCTION(model, *args, **kwargs)
+result = {
+    "rng": [rng_before, torch.random.get_rng_state()],
+    "state": model.state_dict(),
+    "returned_model": returned is model,
+    "same_storage": [p.data_ptr() for p in model.parameters()] == storage,
+    "requires_grad": [p.requires_grad for p in model.parameters()],
+    "is_leaf": [p.is_leaf for p in model.parameters()],
+    "bias_none": model.blocks[0].bias is None,
+}
+"""
+
+
+def nested_state(width: int, dtype: torch.dtype, seed: int) -> dict:
+    torch.manual_seed(seed)
+    return Nested(width).to(dtype).state_dict()
+
+
+def linear_names(width: int = 7) -> set[str]:
+    return {f"{prefix}.{name}" for prefix, m in Nested(width).named_modules()
+            if isinstance(m, nn.Linear) for name, _ in m.named_parameters(recurse=False)}
+
+
+def call_on_nested(kernel, function: str, state: dict, width: int, dtype: torch.dtype,
+                   device: str, *args, generator_seed: int | None = None, **kwargs) -> dict:
+    """Run ``function(model, *args, **kwargs)`` on a Nested model with ``state`` in the kernel
+    (with ``generator=`` a generator seeded ``generator_seed`` on ``device`` when given); check
+    everything but the values; return the state after the call, on the CPU."""
+    got = kernel.probe(CALL_ON_NESTED.replace("FUNCTION", function), state=state, width=width,
+                       dtype=str(dtype).removeprefix("torch."), device=device, args=list(args),
+                       kwargs=kwargs, generator_seed=generator_seed)
+    call = f"{function}(model, {', '.join(map(repr, args))}) on a nested {dtype} model on {device}"
+    assert_equal(sorted(got["state"]), sorted(state), name=f"state dict keys after {call}")
+    for key, before in state.items():
+        after = got["state"][key]
+        assert_equal((after.dtype, tuple(after.shape), after.device.type),
+                     (before.dtype, tuple(before.shape), device), name=f"'{key}' after {call}")
+    assert_equal(got["returned_model"], True, name=f"{call} returns the model itself")
+    assert_equal(got["same_storage"], True, name=f"{call} works in place (same tensors)")
+    model = Nested(width)
+    model.blocks[1][0].requires_grad_(False)
+    assert_equal(got["requires_grad"], [p.requires_grad for p in model.parameters()],
+                 name=f"requires_grad flags after {call} (one Linear is frozen)")
+    assert_equal(all(got["is_leaf"]), True, name=f"every parameter is a leaf after {call}")
+    assert_equal(got["bias_none"], True, name=f"bias of Linear(bias=False) after {call}")
+    if generator_seed is not None:
+        assert_equal(got["rng"][1], got["rng"][0], name=f"torch's global RNG state after {call}"
+                     " with a generator (it must draw from the generator only)")
+    return {k: v.cpu() for k, v in got["state"].items()}
+
+
+def assert_untouched(got: dict, state: dict, linear: set[str], call: str) -> None:
+    for key in state.keys() - linear:
+        assert_equal(got[key], state[key], name=f"'{key}' (not an nn.Linear: must stay "
+                     f"untouched) after {call}")
+
+
+# -- Exercise 1: constant_init_ ----------------------------------------------------------------
+@checks.test("constant-init-tests")
+def constant_init_sets_every_linear_and_nothing_else(kernel):
+    linear = linear_names()
+    for device in DEVICES:
+        for dtype, value in [(torch.float64, -0.37), (torch.float32, 3), (torch.float16, 0.1)]:
+            state = nested_state(7, dtype, seed=123)
+            got = call_on_nested(kernel, "constant_init_", state, 7, dtype, device, value)
+            call = f"constant_init_(model, {value}) ({dtype}, {device})"
+            for key in linear:
+                assert_equal(got[key], torch.full_like(state[key], value),
+                             name=f"'{key}' after {call}")
+            assert_untouched(got, state, linear, call)
+
+
+@checks.test("constant-init-tests")
+def constant_init_default_is_zero(kernel):
+    got = kernel.probe("result = constant_init_(torch.nn.Linear(6, 4)).state_dict()")
+    for key in ("weight", "bias"):
+        assert_equal(got[key], torch.zeros_like(got[key]),
+                     name=f"{key} after constant_init_(nn.Linear(6, 4)) (default value 0.0)")
+
+
+# -- Exercise 2: count_distinct_units ----------------------------------------------------------
+COUNT = """
+w = weight.to(device)
+w = {"plain": w, "transposed": w.T, "parameter": torch.nn.Parameter(w)}[layout]
+n = count_distinct_units(w, **kwargs)
+result = {"n": n, "weight": w.detach().clone()}
+"""
+
+
+def grouped_rows(groups: int, rows: int, cols: int, tol: float, dtype, seed: int):
+    """``rows`` rows in ``groups`` clear groups (spread tol/4) whose first column is noise."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(groups, cols, generator=g, dtype=torch.float64)
+    centers[:, 0] = 0.0
+    assign = (torch.arange(rows) % groups)[torch.randperm(rows, generator=g)]
+    noise = (torch.rand(rows, cols, generator=g, dtype=torch.float64) - 0.5) * (tol / 2)
+    return (centers[assign] + noise).to(dtype)
+
+
+def count_cases():
+    """(weight, layout, kwargs, expected, description) of every case."""
+    a = 2.0**-10
+    for dt in (torch.float32, torch.float64):
+        yield (torch.tensor([[0.5, 1.0], [0.5 + a, 1.0], [0.5, 1.0 - a]], dtype=dt), "plain",
+               {"atol": a}, 1, f"{dt} rows 2**-10 apart with atol=2**-10 (difference == atol)")
+        yield (torch.tensor([[0.5, 1.0], [0.5 + a + 2.0**-20, 1.0]], dtype=dt), "plain",
+               {"atol": a}, 2, f"{dt} rows 2**-10 + 2**-20 apart, atol=2**-10")
+        e, tol = (1e-12, 1e-6) if dt == torch.float64 else (1e-5, 1e-3)
+        half, edge = 2.5 * tol, 3.0 * tol
+        yield (torch.tensor([[half - e, 0.0, 1.0], [half + e, 0.0, 1.0],
+                             [1.0, edge - e, -1.0], [1.0, edge + e, -1.0]], dtype=dt), "plain",
+               {"atol": tol}, 2, f"{dt} values straddling rounding boundaries, atol={tol:g}")
+        yield torch.randn(1, 64, dtype=dt), "plain", {}, 1, f"a single {dt} row"
+        yield torch.zeros(0, 7, dtype=dt), "plain", {}, 0, f"a {dt} weight with no rows"
+        tol = 1e-6 if dt == torch.float64 else 1e-4
+        w = grouped_rows(17, 300, 20, tol, dt, seed=2024)
+        yield w, "plain", {"atol": tol}, 17, f"300 {dt} rows in 17 groups, atol={tol:g}"
+        yield (w[:, :7].contiguous(), "transposed", {"atol": tol}, 7,
+               f"a transposed (7, 300) {dt} view with 7 distinct rows")
+    torch.manual_seed(7)
+    w = torch.randn(3, 50)
+    w[2] = w[0]
+    yield w, "plain", {}, 2, "a (3, 50) weight whose rows 0 and 2 are equal"
+    yield torch.randn(6, 1).repeat(1, 2), "plain", {}, 6, "6 distinct rows, 2 equal columns"
+    yield (torch.full((5, 3), 0.25), "parameter", {}, 1,
+           "an nn.Parameter (requires grad) of 0.25s")
+    yield (torch.tensor([[1.0, 1.0], [1.0, 1.0 + 2.0**-23], [1.0, 1.0]]), "plain",
+           {"atol": 0.0}, 2, "rows 1 ulp apart with atol=0.0")
+
+
+@checks.test("count-units-tests")
+def count_distinct_units_counts_groups(kernel):
+    for device in DEVICES:
+        for weight, layout, kwargs, expected, what in count_cases():
+            got = kernel.probe(COUNT, weight=weight, layout=layout, kwargs=kwargs, device=device)
+            assert_equal(type(got["n"]).__name__, "int",
+                         name=f"type of count_distinct_units(...) for {what}")
+            assert_equal(got["n"], expected, name=f"count_distinct_units for {what} on {device}")
+            seen = weight.T if layout == "transposed" else weight
+            assert_equal(got["weight"].cpu(), seen, name=f"the weight after the call ({what})")
+
+
+# -- Exercise 3: random_init_ ------------------------------------------------------------------
+TAIL = math.erfc(2 / math.sqrt(2))  # P(|w| > 2 std) for a normal
+
+
+def assert_normal(w: torch.Tensor, std: float, what: str) -> None:
+    normal_mean_std_test(w.double(), 0.0, std, name=what)
+    bernoulli_rate_test(w.abs() > 2 * std, TAIL, name=f"fraction beyond 2 std of {what}")
+
+
+@checks.test("random-init-tests")
+def random_init_draws_normal_weights_and_zero_biases(kernel):
+    linear = linear_names(400)
+    for device in DEVICES:
+        state = nested_state(400, torch.float64, seed=321)
+        call = f"random_init_(model, 0.05, generator) (float64, {device})"
+        got = call_on_nested(kernel, "random_init_", state, 400, torch.float64, device, 0.05,
+                             generator_seed=11)
+        assert_untouched(got, state, linear, call)
+        for key in linear:
+            if key.endswith("bias"):
+                assert_equal(got[key], torch.zeros_like(state[key]), name=f"'{key}' after {call}")
+        assert_normal(got["blocks.0.weight"], 0.05, f"blocks.0.weight (5 -> 400) after {call}")
+        assert_normal(got["blocks.1.0.weight"], 0.05, f"blocks.1.0.weight after {call}")
+
+
+REPRODUCE = """
+def draw(seed):
+    model = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Linear(20, 20))
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + 1000)  # a generator run must not depend on the global RNG
+    return random_init_(model, 0.1, generator=generator).state_dict()
+
+def draw_global(seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Linear(20, 20))
+    return random_init_(model).state_dict()
+
+result = {"a": draw(1), "b": draw(1), "c": draw(2), "d": draw_global(5), "e": draw_global(5)}
+"""
+
+
+@checks.test("random-init-tests")
+def random_init_is_reproducible(kernel):
+    got = kernel.probe(REPRODUCE)
+    for key in got["a"]:
+        assert_equal(got["a"][key], got["b"][key], name=f"'{key}' for the same generator seed")
+        assert_equal(got["d"][key], got["e"][key],
+                     name=f"'{key}' after torch.manual_seed(5) twice, without a generator")
+    assert_equal(torch.equal(got["a"]["0.weight"], got["c"]["0.weight"]), False,
+                 name="weights for two different generator seeds are equal")
+    assert_equal(torch.equal(got["d"]["0.weight"][:, :20], got["d"]["1.weight"]), False,
+                 name="two layers got the same draw")
+    assert_normal(got["d"]["0.weight"], 0.1, "weights with the default std 0.1")
+
+
+@checks.test("random-init-tests")
+def random_init_handles_float32_big_and_frozen_layers(kernel):
+    got = kernel.probe("""
+frozen = torch.nn.Sequential(torch.nn.Linear(400, 500), torch.nn.Linear(500, 3))
+frozen[0].requires_grad_(False)
+random_init_(frozen, 0.2, generator=torch.Generator().manual_seed(3))
+result = {"w": frozen[0].weight.detach(), "requires_grad": frozen[0].weight.requires_grad}
+""")
+    assert_equal(got["w"].dtype, torch.float32, name="dtype of a float32 weight")
+    assert_equal(got["requires_grad"], False, name="requires_grad of a frozen Linear")
+    assert_normal(got["w"], 0.2, "weights of a frozen Linear(400, 500), std 0.2")

@@ -1,0 +1,292 @@
+"""The kernel a submission runs in, with the grader in control of it.
+
+:class:`GradingKernel` runs a notebook's code cells one at a time in a fresh IPython kernel
+(through nbclient) and never lets the submission stop the grader:
+
+- every cell and every probe has a time limit; on timeout the kernel is interrupted, and a kernel
+  that ignores the interrupt (or dies: ``os._exit``, a segfault, the memory limit) is killed,
+  restarted, and brought back to where it was by re-running the cells that had completed, minus
+  the culprit. After ``max_restarts`` restarts, whatever is left is reported as ``kernel_died``;
+- the kernel process runs under ``RLIMIT_DATA`` (heap and private mappings, so CUDA's large address
+  space reservations still work): an allocation beyond it fails inside the kernel;
+- each cell keeps at most ``output_limit`` characters of output: the rest is cut, not stored.
+
+:meth:`GradingKernel.probe` is how hidden checks talk to the submission: it runs a piece of grader
+code in the kernel on inputs made by the grader and returns the ``result`` it computed. Data goes
+both ways through files written with ``torch.save`` and read back with ``torch.load(...,
+weights_only=True)``: only tensors and plain Python values come back, never objects with methods
+of the submission's choosing, and every comparison happens in the grader's own process.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+
+#: How long an interrupted kernel gets to come back before it is killed, in seconds.
+INTERRUPT_GRACE = 5
+#: The largest probe result read back, in bytes.
+RESULT_LIMIT = 256 * 2**20
+
+#: The longest message kept from an error, in characters.
+MESSAGE_LIMIT = 300
+
+OUT_OF_MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "Cannot allocate memory")
+
+
+@dataclass
+class Outcome:
+    """What happened to one cell or probe.
+
+    status: "ok", "error" (the code raised), "timeout", "kernel_died" or "out_of_memory".
+    message: "" when ok, else one line: "ValueError: bad shape", "no reply within 60 s", ...
+    """
+
+    status: str
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ProbeFailed(Exception):
+    """A probe did not produce a result; ``outcome`` says why."""
+
+    def __init__(self, outcome: Outcome):
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+class _CappedClient(NotebookClient):
+    """nbclient's client, keeping at most ``output_limit`` characters of output per cell."""
+
+    output_limit = 100_000
+
+    def output(self, outs, msg, display_id, cell_index):
+        used = sum(len(str(o)) for o in outs)
+        if used >= self.output_limit:
+            return None
+        if used + len(str(msg["content"])) > self.output_limit:
+            note = f"[gradschool: output cut at {self.output_limit} characters]\n"
+            out = nbformat.v4.new_output("stream", name="stdout", text=note)
+            outs.append(out)
+            return out
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:MESSAGE_LIMIT] if lines else ""
+
+
+def _outcome_from_outputs(outputs: list) -> Outcome:
+    errors = [o for o in outputs if o.get("output_type") == "error"]
+    if not errors:
+        return Outcome("ok")
+    ename, evalue = errors[0].get("ename", "Error"), _one_line(errors[0].get("evalue", ""))
+    message = f"{ename}: {evalue}" if evalue else ename
+    if any(sign in message for sign in OUT_OF_MEMORY_SIGNS):
+        return Outcome("out_of_memory", f"ran out of the grader's memory limit ({message})")
+    return Outcome("error", message)
+
+
+class GradingKernel:
+    """Run the code cells of ``nb`` in a kernel started in ``cwd``; use as a context manager.
+
+    Args:
+        nb: the notebook; ``run_cell(i)`` executes ``nb.cells[i]`` and stores its outputs there.
+        cwd: the kernel's working directory.
+        timeout: seconds allowed to each cell and each probe.
+        memory_limit_mb: RLIMIT_DATA of the kernel process in MiB; 0 for no limit.
+        output_limit: characters of output kept per cell.
+        max_restarts: kernel restarts allowed after a timeout or a crash.
+        replay: ``replay(i)`` says whether cell i is re-run to restore the state after a restart
+            (default: every cell that completed).
+    """
+
+    def __init__(self, nb, cwd: Path, *, timeout: int = 60, memory_limit_mb: int = 4096,
+                 output_limit: int = 100_000, max_restarts: int = 3, kernel_name: str = "python3",
+                 replay=lambda index: True):
+        self.nb = nb
+        self.cwd = Path(cwd)
+        self.timeout = timeout
+        self.memory_limit = memory_limit_mb * 2**20
+        self.max_restarts = max_restarts
+        self.replay = replay
+        self.restarts = 0
+        self.completed: list[int] = []
+        self._client = _CappedClient(
+            nb, timeout=timeout, allow_errors=True, kernel_name=kernel_name,
+            interrupt_on_timeout=False, resources={"metadata": {"path": str(self.cwd)}},
+        )
+        self._client.output_limit = output_limit
+        self._scratch = tempfile.TemporaryDirectory(prefix="gradschool-probe-")
+        self._probes = 0
+        self._context = None
+
+    # -- life cycle -------------------------------------------------------------------------
+    def __enter__(self) -> GradingKernel:
+        self._start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+        self._scratch.cleanup()
+
+    def _limit_memory(self) -> None:  # runs in the kernel process, before it starts
+        if self.memory_limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
+
+    def _start(self) -> None:
+        self._context = self._client.setup_kernel(
+            preexec_fn=self._limit_memory, cwd=str(self.cwd),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
+        )
+        self._context.__enter__()
+
+    def _stop(self) -> None:
+        """Shut the kernel down, killing its whole process group if it does not go quietly."""
+        if self._context is None:
+            return
+        context, self._context = self._context, None
+        km = self._client.km
+        try:
+            run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001 - a dead or stuck kernel: kill below
+            pass
+        try:
+            context.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001 - the kernel is gone either way
+            pass
+
+    @property
+    def dead(self) -> bool:
+        return self._context is None
+
+    # -- running ----------------------------------------------------------------------------
+    def run_cell(self, index: int) -> Outcome:
+        """Execute code cell ``index`` of the notebook; its outputs replace the cell's."""
+        cell = self.nb.cells[index]
+        outcome = self._execute(cell, index)
+        if outcome.ok or outcome.status == "error":
+            self.completed.append(index)
+        return outcome
+
+    def _execute(self, cell, index: int, timeout: int | None = None) -> Outcome:
+        """Run ``cell``; after a timeout or a crash, get a working kernel back."""
+        outcome = self._attempt(cell, index, timeout)
+        if outcome.status == "timeout" and not self._interrupted():
+            self._restart()
+        elif outcome.status == "kernel_died" and not self.dead:
+            self._restart()
+        return outcome
+
+    def _attempt(self, cell, index: int, timeout: int | None = None) -> Outcome:
+        """Run ``cell`` once, without any recovery."""
+        if self.dead:
+            return Outcome("kernel_died", "not run: the kernel died too often")
+        cell.outputs = []
+        self._client.timeout = timeout or self.timeout
+        try:
+            self._client.execute_cell(cell, index)
+        except CellTimeoutError:
+            return Outcome("timeout", f"no result within {self._client.timeout} s")
+        except DeadKernelError:
+            return Outcome("kernel_died", "the kernel died while running this (os._exit, a "
+                           "crash or the memory limit)")
+        finally:
+            self._client.timeout = self.timeout
+        return _outcome_from_outputs(cell.outputs)
+
+    def _interrupted(self) -> bool:
+        """Interrupt the kernel; True when it answers again within INTERRUPT_GRACE seconds."""
+        try:
+            run_sync(self._client.km.interrupt_kernel)()
+        except RuntimeError:
+            return False
+        return self._attempt_scratch("pass", INTERRUPT_GRACE).ok
+
+    def _restart(self) -> None:
+        """Kill the kernel, start a new one and re-run the cells that had completed; give up
+        (the kernel stays dead) after ``max_restarts`` restarts."""
+        while self.restarts < self.max_restarts:
+            self._stop()
+            self.restarts += 1
+            self._start()
+            sources = [self.nb.cells[i].source for i in self.completed if self.replay(i)]
+            if all(self._attempt_scratch(s).status in ("ok", "error") for s in sources):
+                return
+        self._stop()
+
+    def _attempt_scratch(self, source: str, timeout: int | None = None) -> Outcome:
+        """Run ``source`` once as a temporary last cell (nbclient stores a cell at its index)."""
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        try:
+            return self._attempt(cell, len(self.nb.cells) - 1, timeout)
+        finally:
+            self.nb.cells.remove(cell)
+
+    # -- probes -----------------------------------------------------------------------------
+    def probe(self, code: str, **inputs: Any) -> Any:
+        """Run grader ``code`` in the kernel and return the value it assigns to ``result``.
+
+        ``code`` sees the submission's global names (read them; assignments stay local to the
+        probe) and ``inputs`` (tensors and plain values, made by the grader, copied in). It must
+        assign ``result``: tensors and plain Python values only (lists, dicts, numbers, strings).
+
+        Raises ProbeFailed: the code raised in the kernel (status "error"), or timed out, or the
+        kernel died or ran out of memory, or ``result`` was missing or not plain data.
+        """
+        self._probes += 1
+        folder = Path(self._scratch.name)
+        source, target = folder / f"in-{self._probes}.pt", folder / f"out-{self._probes}.pt"
+        torch.save(inputs, source)
+        runner = textwrap.dedent(f"""\
+            def __gradschool_probe():
+                import torch
+                namespace = dict(globals())
+                namespace.update(torch.load({str(source)!r}, weights_only=True))
+                exec(compile({code!r}, "<grader>", "exec"), namespace)
+                if "result" not in namespace:
+                    raise NameError("the probe did not assign `result`")
+                torch.save(namespace["result"], {str(target)!r})
+            try:
+                __gradschool_probe()
+            finally:
+                del __gradschool_probe
+            """)
+        cell = nbformat.v4.new_code_cell(runner)
+        self.nb.cells.append(cell)
+        try:
+            outcome = self._execute(cell, len(self.nb.cells) - 1)
+        finally:
+            self.nb.cells.remove(cell)
+        if not outcome.ok:
+            raise ProbeFailed(outcome)
+        return self._read_result(target)
+
+    @staticmethod
+    def _read_result(path: Path) -> Any:
+        if not path.is_file():
+            raise ProbeFailed(Outcome("error", "the probe wrote no result"))
+        if path.stat().st_size > RESULT_LIMIT:
+            raise ProbeFailed(Outcome("error", f"result larger than {RESULT_LIMIT} bytes"))
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - anything but plain data is refused
+            raise ProbeFailed(
+                Outcome("error", f"the result is not plain data ({type(exc).__name__})")
+            ) from None

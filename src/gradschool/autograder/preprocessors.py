@@ -1,0 +1,177 @@
+"""nbgrader preprocessors that make ``nbgrader autograde`` grade outside the submission's reach.
+
+``nbgrader_config.py`` puts them in nbgrader's autograde pipeline, so ``gradschool grade``,
+``gradschool grade-all`` and plain ``nbgrader autograde`` all grade the same way:
+
+- :class:`NoteTamperedTests` (sanitize step, before nbgrader's ``OverwriteCells``) records which
+  test cells the submission deleted, edited or turned into Markdown; nbgrader then puts them back.
+- :class:`GradeOutsideTheKernel` replaces nbgrader's ``Execute``. It runs the notebook in a
+  :class:`~gradschool.autograder.kernel.GradingKernel` and, right after each autograded test cell,
+  runs that test's hidden checks (``autograder/checks/<assignment>.py``) in the grader's process.
+  The test cell's outputs are then replaced by one verdict: a line on stdout when it passed, an
+  error output whose message says what failed otherwise. nbgrader's ``SaveAutoGrades`` scores the
+  cell from that (an error output means 0 points), so stderr, huge outputs or a faked traceback in
+  the student's kernel change nothing, and no hidden test code ever reaches the feedback.
+
+The verdict is also stored in the cell's metadata, ``metadata.gradschool = {"status": ...,
+"message": ...}``, with status one of ``passed``, ``failed``, ``timeout``, ``kernel_died``,
+``out_of_memory``, ``restored`` (a test cell that was put back; the message says whether it
+passed) or ``grader_error`` (the hidden checks themselves are broken: no points, fix and regrade).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.utils import is_grade, is_locked, is_solution
+from traitlets import Integer, Unicode
+
+from gradschool.autograder.hidden import HiddenChecks, delegation, load_checks
+from gradschool.autograder.kernel import GradingKernel, Outcome, ProbeFailed
+
+RESTORED = "gradschool_restored"
+
+
+def is_test(cell) -> bool:
+    """An autograded test cell: a graded code cell that is not a solution."""
+    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
+
+
+def _grade_id(cell) -> str:
+    return cell.metadata["nbgrader"]["grade_id"]
+
+
+class NoteTamperedTests(NbGraderPreprocessor):
+    """Record in the notebook's metadata which test cells were deleted, edited or turned into
+    Markdown, before nbgrader's OverwriteCells restores them."""
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gradebook:
+            notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+            solutions = {c.name for c in notebook.solution_cells}
+            tests = {c.name for c in notebook.grade_cells if c.cell_type == "code"} - solutions
+            originals = {c.name: c.source for c in notebook.source_cells if c.name in tests}
+        submitted = {
+            c.metadata["nbgrader"]["grade_id"]: c
+            for c in nb.cells
+            if "grade_id" in c.metadata.get("nbgrader", {})
+        }
+        changes = {}
+        for name, source in originals.items():
+            cell = submitted.get(name)
+            if cell is None:
+                changes[name] = "deleted"
+            elif cell.cell_type != "code":
+                changes[name] = f"turned into {cell.cell_type.capitalize()}"
+            elif cell.source.strip() != source.strip():
+                changes[name] = "edited"
+        nb.metadata[RESTORED] = changes
+        return nb, resources
+
+
+class GradeOutsideTheKernel(NbGraderPreprocessor):
+    """Run the notebook and grade each test cell with its hidden checks (see module doc)."""
+
+    checks_directory = Unicode(
+        help="Folder of the hidden checks files, <assignment>.py each."
+    ).tag(config=True)
+    timeout = Integer(60, help="Seconds allowed to each cell and each probe.").tag(config=True)
+    notebook_timeout = Integer(
+        900, help="Seconds allowed to the whole notebook; cells after that are not run."
+    ).tag(config=True)
+    memory_limit_mb = Integer(
+        4096, help="Memory limit (RLIMIT_DATA) of the kernel in MiB; 0 for none."
+    ).tag(config=True)
+    output_limit = Integer(
+        100_000, help="Characters of output kept per cell; the rest is cut."
+    ).tag(config=True)
+    max_restarts = Integer(
+        3, help="Kernel restarts allowed after timeouts and crashes."
+    ).tag(config=True)
+    kernel_name = Unicode("python3", help="The kernel to grade in.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        assignment = resources["nbgrader"]["assignment"]
+        checks = load_checks(Path(self.checks_directory) / f"{assignment}.py")
+        changes = nb.metadata.pop(RESTORED, {})
+        own_code = [c.source for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
+        deadline = time.monotonic() + self.notebook_timeout
+        kernel = GradingKernel(
+            nb, Path(resources["metadata"]["path"]), timeout=self.timeout,
+            memory_limit_mb=self.memory_limit_mb, output_limit=self.output_limit,
+            max_restarts=self.max_restarts, kernel_name=self.kernel_name,
+            replay=lambda i: not is_test(nb.cells[i]),
+        )
+        with kernel:
+            for index in range(len(nb.cells)):
+                cell = nb.cells[index]
+                if cell.cell_type != "code":
+                    continue
+                if time.monotonic() > deadline:
+                    outcome = Outcome("timeout", f"not run: the notebook took over "
+                                      f"{self.notebook_timeout} s")
+                else:
+                    outcome = kernel.run_cell(index)
+                if is_test(cell):
+                    verdict = self._verdict(_grade_id(cell), outcome, kernel, checks, own_code)
+                    _write(cell, *_note_restoration(verdict, changes.get(_grade_id(cell))))
+        return nb, resources
+
+    def _verdict(self, grade_id: str, outcome: Outcome, kernel: GradingKernel,
+                 checks: HiddenChecks, own_code: list[str]) -> Outcome:
+        if outcome.status == "error":
+            return Outcome("failed", outcome.message)
+        if not outcome.ok:
+            return outcome
+        if not checks.checks.get(grade_id):
+            return Outcome("grader_error", f"no hidden checks for {grade_id}: tell the instructor")
+        misuse = delegation(own_code, checks.forbidden.get(grade_id, set()))
+        if misuse:
+            return Outcome("failed", misuse)
+        for check in checks.checks[grade_id]:
+            try:
+                check(kernel)
+            except AssertionError as exc:
+                return Outcome("failed", _first_line(exc) or "a hidden check failed")
+            except ProbeFailed as exc:
+                status = "failed" if exc.outcome.status == "error" else exc.outcome.status
+                return Outcome(status, exc.outcome.message)
+            except Exception as exc:  # noqa: BLE001 - the checks' own bug: say so, grade the rest
+                self.log.error("hidden check %s of %s crashed: %r", check.__name__, grade_id, exc)
+                return Outcome("grader_error", f"the hidden check {check.__name__} crashed "
+                               f"({type(exc).__name__}): tell the instructor")
+        return Outcome("passed")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:500] if lines else ""
+
+
+def _note_restoration(verdict: Outcome, change: str | None) -> tuple[Outcome, bool]:
+    if not change:
+        return verdict, verdict.status == "passed"
+    result = "passed" if verdict.status == "passed" else f"{verdict.status}: {verdict.message}"
+    message = f"this test cell was {change}; the original was put back and run: {result}"
+    return Outcome("restored", message), verdict.status == "passed"
+
+
+def _write(cell, verdict: Outcome, passed: bool) -> None:
+    """Replace the outputs of test ``cell`` by the verdict nbgrader will score."""
+    points = cell.metadata["nbgrader"].get("points", 0)
+    if passed:
+        text = f"passed ({points:g}/{points:g} points)" + (
+            f": {verdict.message}" if verdict.message else "")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+    else:
+        name = {"failed": "TestFailed"}.get(verdict.status, "".join(
+            part.capitalize() for part in verdict.status.split("_")))
+        cell.outputs = [nbformat.v4.new_output(
+            "error", ename=name, evalue=verdict.message,
+            traceback=[f"{name}: {verdict.message} (0/{points:g} points)"])]
+    cell.metadata["gradschool"] = {"status": verdict.status, "message": verdict.message}
