@@ -42,19 +42,19 @@ c.GenerateAssignment.preprocessors = [
 ]
 
 # Autograding runs the hidden checks of autograder/checks/<assignment>.py in the grader's own
-# process, never in the student's kernel (see src/gradschool/autograder/preprocessors.py), and
+# process, never in the student's kernel (see src/gradschool/grader/preprocessors.py), and
 # puts back test cells a student deleted, edited or turned into Markdown.
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "gradschool.autograder.preprocessors.NoteTamperedTests",
+    "gradschool.grader.preprocessors.NoteTamperedTests",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "gradschool.autograder.preprocessors.GradeOutsideTheKernel",
+    "gradschool.grader.preprocessors.GradeOutsideTheKernel",
     "nbgrader.preprocessors.IgnorePattern",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",

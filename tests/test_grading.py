@@ -161,8 +161,9 @@ def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
     report = _grade_json(_submission(tmp_path, _reference_code(), name="anything-at-all.ipynb"))
     assert report["assignment"] == ASSIGNMENT  # inferred from the cells, not the file name
     assert report["max_score"] > 0 and report["score"] == report["max_score"]
-    assert {t["status"] for t in report["tests"]} == {"passed"}
-    assert all(t["message"] == "" for t in report["tests"])
+    statuses = [t["status"] for t in report["tests"]]
+    assert statuses == ["passed"] * 3 + ["manual"] * 2  # written answers wait for a person
+    assert all(t["message"] == "" for t in report["tests"] if t["status"] == "passed")
 
 
 def test_instructor_notebook_gets_full_marks():

@@ -10,8 +10,8 @@ import math
 import torch
 from torch import nn
 
-from gradschool.autograder import HiddenChecks
 from gradschool.checks import assert_equal, bernoulli_rate_test, normal_mean_std_test
+from gradschool.grader import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

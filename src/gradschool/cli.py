@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("path", type=Path, metavar="PATH.ipynb")
     grade.add_argument("--assignment", metavar="ID", help="default: inferred from the notebook")
     grade.add_argument("--json", action="store_true", help="print one JSON object")
+    grade.add_argument("--timeout", type=int, help="seconds per cell and per hidden check "
+                       "(default: nbgrader_config.py's GradeOutsideTheKernel.timeout)")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -62,7 +64,7 @@ def _release(course: Course, args: argparse.Namespace) -> int:
 
 
 def _grade(course: Course, args: argparse.Namespace) -> int:
-    report = grade_notebook(course, args.path, args.assignment)
+    report = grade_notebook(course, args.path, args.assignment, args.timeout)
     print(report.to_json() if args.json else report.to_table())
     return 0
 

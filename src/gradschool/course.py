@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from sqlalchemy.exc import SAWarning
 from traitlets.config import Config, PyFileConfigLoader
 
 CONFIG_FILE = "nbgrader_config.py"
+
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 
 
 class CourseError(Exception):
@@ -52,7 +56,7 @@ def load_config(root: Path) -> Config:
 def _put_python_bin_on_path() -> None:
     """nbgrader runs the ``alembic`` command to create a gradebook: find it beside this Python
     even when the virtual environment is not activated."""
-    bin_dir = str(Path(sys.executable).parent)
+    bin_dir = str(Path(sys.executable).absolute().parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
@@ -154,8 +158,12 @@ class Course:
 
     def _run(self, step: str, result: dict, what: str) -> None:
         if not result["success"]:
-            detail = (result.get("error") or result.get("log") or "").strip().splitlines()
-            raise CourseError(f"nbgrader {step} failed for {what}: {detail[-1] if detail else '?'}")
+            text = f"{result.get('log') or ''}\n{result.get('error') or ''}"
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            causes = [line for line in lines if _EXCEPTION_LINE.match(line)
+                      and "NbGraderException" not in line]  # its message says "see above"
+            detail = (causes or lines or ["?"])[-1]
+            raise CourseError(f"nbgrader {step} failed for {what}: {detail}")
 
     def generate(self, assignment_id: str) -> None:
         """nbgrader generate_assignment: write ``<release>/<id>/``, record it in the gradebook."""

@@ -11,7 +11,7 @@ Report contract (``GradeReport.to_json()``)::
                 "status": str, "message": str}]}
 
 ``score`` and ``max_score`` cover the autograded test cells. ``status`` is one of those of
-:mod:`gradschool.autograder.preprocessors` (``passed``, ``failed``, ``timeout``, ``kernel_died``,
+:mod:`gradschool.grader.preprocessors` (``passed``, ``failed``, ``timeout``, ``kernel_died``,
 ``out_of_memory``, ``restored``, ``grader_error``) or ``manual``: the written answers come last,
 with score 0 and their points as ``max_score``, outside the totals. ``message`` is empty for a
 passed test and says what failed otherwise.
@@ -131,8 +131,11 @@ def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
     }
 
 
-def grade_notebook(course: Course, path: Path, assignment: str | None = None) -> GradeReport:
-    """Autograde the notebook at ``path`` against ``assignment`` (inferred when None).
+def grade_notebook(
+    course: Course, path: Path, assignment: str | None = None, timeout: int | None = None
+) -> GradeReport:
+    """Autograde the notebook at ``path`` against ``assignment`` (inferred when None), allowing
+    ``timeout`` seconds per cell and per hidden-check probe (default: the course's config).
 
     Raises CourseError (one line) when the file cannot be graded: missing, not a notebook,
     unknown or unrecognisable assignment.
@@ -144,6 +147,8 @@ def grade_notebook(course: Course, path: Path, assignment: str | None = None) ->
     source = read_notebook(course.source_notebook(assignment))
     with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
         scratch = course.scratch(Path(tmp))
+        if timeout:
+            scratch.config.GradeOutsideTheKernel.timeout = timeout
         scratch.generate(assignment)
         submission = scratch.submitted_dir / STUDENT / assignment
         submission.mkdir(parents=True)

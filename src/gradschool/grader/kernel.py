@@ -9,6 +9,7 @@
   the culprit. After ``max_restarts`` restarts, whatever is left is reported as ``kernel_died``;
 - the kernel process runs under ``RLIMIT_DATA`` (heap and private mappings, so CUDA's large address
   space reservations still work): an allocation beyond it fails inside the kernel;
+- ``exit()`` and ``quit()`` raise ``SystemExit`` like in plain Python: an error in that cell;
 - each cell keeps at most ``output_limit`` characters of output: the rest is cut, not stored.
 
 :meth:`GradingKernel.probe` is how hidden checks talk to the submission: it runs a piece of grader
@@ -43,6 +44,15 @@ RESULT_LIMIT = 256 * 2**20
 MESSAGE_LIMIT = 300
 
 OUT_OF_MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "Cannot allocate memory")
+
+#: Run first in every kernel: ``exit()`` and ``quit()`` raise SystemExit (an error in that cell,
+#: like in plain Python) instead of shutting the kernel down.
+PREAMBLE = """\
+def __gradschool_no_exit(*args, **kwargs):
+    raise SystemExit("exit() called: while grading it only stops the cell")
+get_ipython().ask_exit = __gradschool_no_exit
+del __gradschool_no_exit
+"""
 
 
 @dataclass
@@ -155,6 +165,7 @@ class GradingKernel:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
         )
         self._context.__enter__()
+        self._attempt_scratch(PREAMBLE)
 
     def _stop(self) -> None:
         """Shut the kernel down, killing its whole process group if it does not go quietly."""
@@ -204,7 +215,7 @@ class GradingKernel:
         except CellTimeoutError:
             return Outcome("timeout", f"no result within {self._client.timeout} s")
         except DeadKernelError:
-            return Outcome("kernel_died", "the kernel died while running this (os._exit, a "
+            return Outcome("kernel_died", "the kernel died (os._exit, a "
                            "crash or the memory limit)")
         finally:
             self._client.timeout = self.timeout

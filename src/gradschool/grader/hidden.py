@@ -3,7 +3,7 @@
 An assignment's hidden checks live in ``autograder/checks/<assignment>.py`` (never released,
 never installed). That file defines ``checks = HiddenChecks()`` and registers, for every
 autograded test cell of the notebook, one or more functions that receive the submission's
-:class:`~gradschool.autograder.kernel.GradingKernel`::
+:class:`~gradschool.grader.kernel.GradingKernel`::
 
     checks = HiddenChecks()
 

@@ -6,7 +6,7 @@
 - :class:`NoteTamperedTests` (sanitize step, before nbgrader's ``OverwriteCells``) records which
   test cells the submission deleted, edited or turned into Markdown; nbgrader then puts them back.
 - :class:`GradeOutsideTheKernel` replaces nbgrader's ``Execute``. It runs the notebook in a
-  :class:`~gradschool.autograder.kernel.GradingKernel` and, right after each autograded test cell,
+  :class:`~gradschool.grader.kernel.GradingKernel` and, right after each autograded test cell,
   runs that test's hidden checks (``autograder/checks/<assignment>.py``) in the grader's process.
   The test cell's outputs are then replaced by one verdict: a line on stdout when it passed, an
   error output whose message says what failed otherwise. nbgrader's ``SaveAutoGrades`` scores the
@@ -30,8 +30,8 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_locked, is_solution
 from traitlets import Integer, Unicode
 
-from gradschool.autograder.hidden import HiddenChecks, delegation, load_checks
-from gradschool.autograder.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.grader.hidden import HiddenChecks, delegation, load_checks
+from gradschool.grader.kernel import GradingKernel, Outcome, ProbeFailed
 
 RESTORED = "gradschool_restored"
 
@@ -107,6 +107,7 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
             max_restarts=self.max_restarts, kernel_name=self.kernel_name,
             replay=lambda i: not is_test(nb.cells[i]),
         )
+        casualty = None  # the last cell before this test that timed out or killed the kernel
         with kernel:
             for index in range(len(nb.cells)):
                 cell = nb.cells[index]
@@ -117,9 +118,16 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                                       f"{self.notebook_timeout} s")
                 else:
                     outcome = kernel.run_cell(index)
-                if is_test(cell):
-                    verdict = self._verdict(_grade_id(cell), outcome, kernel, checks, own_code)
-                    _write(cell, *_note_restoration(verdict, changes.get(_grade_id(cell))))
+                if not is_test(cell):
+                    if outcome.status not in ("ok", "error"):
+                        casualty = outcome
+                    continue
+                verdict = self._verdict(_grade_id(cell), outcome, kernel, checks, own_code)
+                if verdict.status == "failed" and casualty:  # e.g. a NameError: say why
+                    verdict = Outcome(casualty.status, f"an earlier cell did not finish "
+                                      f"({casualty.message}); then {verdict.message}")
+                casualty = None
+                _write(cell, *_note_restoration(verdict, changes.get(_grade_id(cell))))
         return nb, resources
 
     def _verdict(self, grade_id: str, outcome: Outcome, kernel: GradingKernel,

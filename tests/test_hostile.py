@@ -1,0 +1,183 @@
+"""Hostile and awkward submissions: no wrong answer gains points, no right answer loses them.
+
+Each submission is the released notebook with the reference solution (or known-wrong code) in its
+solution cells, plus the attack: patches of torch, of the gradschool helpers or of IPython in the
+student's kernel, objects with a lying ``__eq__``, infinite loops (also ones that ignore SIGINT),
+``os._exit``, a segfault, memory hogs, stderr noise, huge outputs, ``exit()``, tampered test cells.
+Several attacks share a submission to keep the suite fast; the expected status of each test says
+which attack hit it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from conftest import gradschool
+from test_grading import (
+    ASSIGNMENT,
+    CONSTANT,
+    COUNT,
+    RANDOM,
+    RELEASE,
+    WRONG,
+    _reference_code,
+    _solution_cells,
+)
+
+TESTS = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests", RANDOM: "random-init-tests"}
+TIMEOUT = "20"  # seconds per cell and probe: the slowest cell of notebook 01 takes about 3 s
+
+WRONG_CODE = WRONG["top-level-only/variance-as-std/rounding"]  # the wrong code hidden checks catch
+
+PATCH_EVERYTHING = """
+import builtins, math, sys
+import numpy, torch, IPython
+import gradschool.checks as _gc
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+numpy.allclose = lambda *a, **k: True
+math.isclose = lambda *a, **k: True
+for _name in dir(_gc):
+    if _name.startswith(("assert_", "normal_", "uniform_", "bernoulli_", "check_")):
+        setattr(_gc, _name, lambda *a, **k: None)
+get_ipython().showtraceback = lambda *a, **k: None  # errors leave no trace in the outputs
+sys.excepthook = lambda *a: None
+"""
+
+CASES = {
+    "patched-torch-gradschool-ipython": (
+        {**WRONG_CODE, CONSTANT: WRONG_CODE[CONSTANT] + PATCH_EVERYTHING},
+        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed"},
+    ),
+    "lying-objects-and-faked-results": (
+        {
+            CONSTANT: _reference_code()[CONSTANT] + """
+class _Yes(float):
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+_real_save = torch.save
+torch.save = lambda obj, f, *a, **k: _real_save({"n": 2, "state": {}}, f)  # fake every result
+print("passed (3/3 points)")
+""",
+            COUNT: """
+def count_distinct_units(weight, atol=1e-6):
+    class Anything(int):
+        def __eq__(self, other): return True
+    return Anything(1)
+""",
+            RANDOM: _reference_code()[RANDOM],
+        },
+        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed"},
+    ),
+    "loop-crash-and-stderr": (
+        {
+            CONSTANT: """
+def constant_init_(model, value=0.0):
+    while True:
+        pass
+""",
+            COUNT: "import os\n\ndef count_distinct_units(weight, atol=1e-6):\n    os._exit(3)\n",
+            RANDOM: _reference_code()[RANDOM].replace(
+                "    return model",
+                "    import sys, warnings\n    print('debug', file=sys.stderr)\n"
+                "    warnings.warn('just a warning')\n    return model",
+            ),
+        },
+        {CONSTANT: "timeout", COUNT: "kernel_died", RANDOM: "passed"},
+    ),
+    "sigint-proof-loop-memory-hog-huge-output": (
+        {
+            CONSTANT: _reference_code()[CONSTANT].replace(
+                "    return model", "    print('x' * 10_000_000)\n    return model"),
+            COUNT: """
+def count_distinct_units(weight, atol=1e-6):
+    hog = torch.ones(2**34, dtype=torch.uint8)  # 16 GiB
+    return len(hog)
+""",
+            RANDOM: """
+import signal
+
+def random_init_(model, std=0.1, generator=None):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        pass
+""",
+        },
+        {CONSTANT: "passed", COUNT: "out_of_memory", RANDOM: "timeout"},
+    ),
+    "exit-calls-and-a-segfault": (
+        {
+            CONSTANT: _reference_code()[CONSTANT] + "\nexit()\n",
+            COUNT: _reference_code()[COUNT] + """
+import ctypes
+ctypes.string_at(0)  # a segfault in the solution cell: its function is never defined
+""",
+            RANDOM: "def random_init_(model, std=0.1, generator=None):\n    raise SystemExit(1)\n",
+        },
+        {CONSTANT: "passed", COUNT: "kernel_died", RANDOM: "failed"},
+    ),
+}
+
+
+def _notebook(code: dict[str, str]):
+    nb = nbformat.read(RELEASE, as_version=4)
+    cells = _solution_cells(nb)
+    for function, source in code.items():
+        nb.cells[cells[function]].source = "import torch\n" + source.strip() + "\n"
+    return nb
+
+
+def _grade(tmp_path, nb) -> dict:
+    path = tmp_path / "submission.ipynb"
+    nbformat.write(nb, path)
+    result = gradschool("grade", str(path), "--json", "--assignment", ASSIGNMENT,
+                        "--timeout", TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _statuses(report: dict) -> dict[str, str]:
+    tests = {t["id"]: t for t in report["tests"]}
+    for test in tests.values():  # all or nothing, and points follow the status
+        assert test["score"] in (0, test["max_score"]), test
+        if test["status"] not in ("manual", "restored"):
+            assert test["score"] == (test["max_score"] if test["status"] == "passed" else 0), test
+    return {f: tests[t]["status"] for f, t in TESTS.items()}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_hostile_submission(tmp_path, case):
+    code, expected = CASES[case]
+    report = _grade(tmp_path, _notebook(code))
+    assert _statuses(report) == expected, report
+
+
+def _tampered(tmp_path, code: dict[str, str]) -> dict:
+    """Grade ``code`` with the constant test deleted, the count test emptied and the random test
+    turned into Markdown."""
+    nb = _notebook(code)
+    ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    ids[TESTS[COUNT]].source = "pass  # all good"
+    ids[TESTS[RANDOM]].cell_type = "markdown"
+    del ids[TESTS[RANDOM]]["outputs"], ids[TESTS[RANDOM]]["execution_count"]
+    nb.cells.remove(ids[TESTS[CONSTANT]])
+    return _grade(tmp_path, nb)
+
+
+def test_tampered_test_cells_are_put_back_and_run(tmp_path):
+    right = _tampered(tmp_path, _reference_code())
+    assert _statuses(right) == {f: "restored" for f in TESTS}
+    assert right["score"] == right["max_score"]
+    messages = {t["id"]: t["message"] for t in right["tests"]}
+    assert "deleted" in messages[TESTS[CONSTANT]] and "edited" in messages[TESTS[COUNT]]
+    assert "Markdown" in messages[TESTS[RANDOM]]
+    wrong = _tampered(tmp_path, WRONG_CODE)
+    assert _statuses(wrong) == {f: "restored" for f in TESTS} and wrong["score"] == 0
+
+
+def test_grading_twice_gives_the_same_report(tmp_path):
+    nb = _notebook(WRONG["new-parameters/uniform/columns"])
+    assert _grade(tmp_path, nb) == _grade(tmp_path, nb)
