@@ -99,7 +99,6 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         assignment = resources["nbgrader"]["assignment"]
         checks = load_checks(Path(self.checks_directory) / f"{assignment}.py")
         changes = nb.metadata.pop(RESTORED, {})
-        own_code = [c.source for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
         deadline = time.monotonic() + self.notebook_timeout
         kernel = GradingKernel(
             nb, Path(resources["metadata"]["path"]), timeout=self.timeout,
@@ -122,7 +121,8 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                     if outcome.status not in ("ok", "error"):
                         casualty = outcome
                     continue
-                verdict = self._verdict(_grade_id(cell), outcome, kernel, checks, own_code)
+                verdict = self._verdict(_grade_id(cell), outcome, kernel, checks,
+                                        own_code(nb, _grade_id(cell)))
                 if verdict.status == "failed" and casualty:  # e.g. a NameError: say why
                     verdict = Outcome(casualty.status, f"an earlier cell did not finish "
                                       f"({casualty.message}); then {verdict.message}")
@@ -131,14 +131,14 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         return nb, resources
 
     def _verdict(self, grade_id: str, outcome: Outcome, kernel: GradingKernel,
-                 checks: HiddenChecks, own_code: list[str]) -> Outcome:
+                 checks: HiddenChecks, code: list[str]) -> Outcome:
         if outcome.status == "error":
             return Outcome("failed", outcome.message)
         if not outcome.ok:
             return outcome
         if not checks.checks.get(grade_id):
             return Outcome("grader_error", f"no hidden checks for {grade_id}: tell the instructor")
-        misuse = delegation(own_code, checks.forbidden.get(grade_id, set()))
+        misuse = delegation(code, checks.forbidden.get(grade_id, set()))
         if misuse:
             return Outcome("failed", misuse)
         for check in checks.checks[grade_id]:
@@ -154,6 +154,18 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 return Outcome("grader_error", f"the hidden check {check.__name__} crashed "
                                f"({type(exc).__name__}): tell the instructor")
         return Outcome("passed")
+
+
+def own_code(nb, test_id: str) -> list[str]:
+    """The student's code that an exercise's delegation check reads: the solution cells of the
+    exercise (``<name>-solution`` for the test ``<name>-tests``, by the course's convention) and
+    every code cell the student added; all the student's code when no solution cell matches."""
+    exercise = test_id.removesuffix("-tests")
+    unlocked = [c for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
+    added = [c.source for c in unlocked if "grade_id" not in c.metadata.get("nbgrader", {})]
+    matching = [c.source for c in unlocked
+                if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith(exercise)]
+    return matching + added if matching else [c.source for c in unlocked]
 
 
 def _first_line(exc: BaseException) -> str:
