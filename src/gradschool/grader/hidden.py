@@ -37,7 +37,7 @@ Check = Callable[..., None]
 
 #: Ways to call something without naming it in the source.
 DYNAMIC = {"exec", "eval", "compile", "__import__", "importlib", "globals", "vars", "__dict__",
-           "__builtins__", "sys"}
+           "__builtins__"}
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _names(source: str) -> set[str]:
             if node.asname:
                 found.add(node.asname)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            found.add(node.value)
+            found.update({node.value, *node.value.split(".")})  # "torch.optim.adam" too
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id in ("getattr", "setattr")
               and not (len(node.args) > 1 and isinstance(node.args[1], ast.Constant))):

@@ -137,6 +137,7 @@ class GradingKernel:
         self.replay = replay
         self.restarts = 0
         self.completed: list[int] = []
+        self.pids: list[int] = []  # of every kernel process started, to check none is left
         self._client = _CappedClient(
             nb, timeout=timeout, allow_errors=True, kernel_name=kernel_name,
             interrupt_on_timeout=False, resources={"metadata": {"path": str(self.cwd)}},
@@ -165,6 +166,7 @@ class GradingKernel:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
         )
         self._context.__enter__()
+        self.pids.append(self._client.km.provisioner.pid)
         self._attempt_scratch(PREAMBLE)
 
     def _stop(self) -> None:

@@ -1,0 +1,59 @@
+"""GradingKernel on its own: time limits that hold against SIGINT-proof code, no kernel left
+running, output cut, memory limit, probes that only bring back plain data."""
+
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+
+from gradschool.grader import GradingKernel, ProbeFailed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().split()[2] != "Z"
+
+
+def _notebook(*sources: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def test_a_sigint_proof_loop_is_killed_and_no_kernel_survives(tmp_path):
+    nb = _notebook("x = 41", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                   "while True:\n    pass", "x + 1")
+    with GradingKernel(nb, tmp_path, timeout=3) as kernel:
+        outcomes = [kernel.run_cell(i).status for i in range(3)]
+        pids = list(kernel.pids)
+    assert outcomes == ["ok", "timeout", "ok"]
+    assert nb.cells[2].outputs[0]["data"]["text/plain"] == "42"  # state was replayed
+    assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+def test_output_is_cut_and_memory_is_limited(tmp_path):
+    nb = _notebook("print('x' * 10**7)", "import torch\nhog = torch.ones(2**32, dtype=torch.uint8)",
+                   "print('still here')")
+    with GradingKernel(nb, tmp_path, output_limit=1000, memory_limit_mb=2048) as kernel:
+        outcomes = [kernel.run_cell(i) for i in range(3)]
+    assert [o.status for o in outcomes] == ["ok", "out_of_memory", "ok"]
+    assert sum(len(o.get("text", "")) for o in nb.cells[0].outputs) < 1100
+    assert "output cut" in nb.cells[0].outputs[-1]["text"]
+
+
+def test_probes_bring_back_plain_data_only(tmp_path):
+    nb = _notebook("class Liar(float):\n    def __eq__(self, other):\n        return True")
+    with GradingKernel(nb, tmp_path) as kernel:
+        kernel.run_cell(0)
+        assert kernel.probe("result = {'y': x * 2, 'n': [1, 'a']}", x=3.5) == {"y": 7.0,
+                                                                              "n": [1, "a"]}
+        with pytest.raises(ProbeFailed, match="not plain data"):
+            kernel.probe("result = Liar(1.0)")
+        with pytest.raises(ProbeFailed, match="ZeroDivisionError"):
+            kernel.probe("result = 1 / 0")
