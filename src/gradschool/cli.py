@@ -2,7 +2,8 @@
 
     gradschool release [ID ...]          regenerate course/<id>/ from solutions/<id>/
     gradschool release --check [ID ...]  exit 1, naming the notebooks, if course/ is out of date
-    gradschool grade PATH [--assignment ID] [--json]
+    gradschool grade PATH [--assignment ID] [--json] [--timeout S]
+    gradschool grade-all SUBMISSIONS --assignment ID [--workers N] [--out DIR] [--pattern RE]
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
@@ -13,9 +14,11 @@ runs anywhere. Problems a user can fix
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from gradschool.batch import grade_all
 from gradschool.check import report, run_visible_tests
 from gradschool.course import Course, CourseError
 from gradschool.grading import grade_notebook
@@ -40,6 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--json", action="store_true", help="print one JSON object")
     grade.add_argument("--timeout", type=int, help="seconds per cell and per hidden check "
                        "(default: nbgrader_config.py's GradeOutsideTheKernel.timeout)")
+
+    batch = commands.add_parser("grade-all", help="autograde a class: a folder or an LMS zip")
+    batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
+                       help="a folder of notebooks, or a Moodle or Canvas download (.zip)")
+    batch.add_argument("--assignment", metavar="ID", required=True)
+    batch.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="notebooks graded at once (default: the number of CPU cores)")
+    batch.add_argument("--out", type=Path, metavar="DIR",
+                       help="where results go (default: autograder/grade-all/ID)")
+    batch.add_argument("--pattern", metavar="REGEX", help="a regular expression with a "
+                       "(?P<student>...) group, searched in each notebook's path (default: "
+                       "Moodle, Canvas, a folder per student, <student>.ipynb)")
+    batch.add_argument("--timeout", type=int, help="seconds per cell and per hidden check")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -69,6 +85,15 @@ def _grade(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade_all(course: Course, args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise CourseError("--workers must be at least 1")
+    out = args.out or course.root / "autograder" / "grade-all" / args.assignment
+    print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
+                    pattern=args.pattern, timeout=args.timeout))
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     text, status = report(*run_visible_tests(args.path, timeout=args.timeout))
     print(text)
@@ -81,10 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args)
         course = Course.at()
-        return {"release": _release, "grade": _grade}[args.command](course, args)
+        commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
+        return commands[args.command](course, args)
     except CourseError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("gradschool: interrupted; what was graded is kept: run the same command again "
+              "to finish", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
@@ -98,6 +99,10 @@ class Course:
         return self._folder("submitted_directory")
 
     @property
+    def feedback_dir(self) -> Path:
+        return self._folder("feedback_directory")
+
+    @property
     def db_url(self) -> str:
         return self.directory.db_url
 
@@ -148,10 +153,18 @@ class Course:
         )
         return Course(self.root, config)
 
-    def _api(self) -> NbGraderAPI:
+    def _prepare_gradebook(self) -> None:
         _put_python_bin_on_path()
         if self.db_url.startswith("sqlite:///"):  # sqlite creates the file, not its folder
             Path(self.db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    def gradebook(self) -> Gradebook:
+        """nbgrader's gradebook of this course (a context manager), created if missing."""
+        self._prepare_gradebook()
+        return Gradebook(self.db_url, self.directory.course_id)
+
+    def _api(self) -> NbGraderAPI:
+        self._prepare_gradebook()
         api = NbGraderAPI(coursedir=self.directory, config=self.config)
         api.log.setLevel(logging.ERROR)
         return api
@@ -178,3 +191,8 @@ class Course:
             warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
             result = self._api().autograde(assignment_id, student_id)
         self._run("autograde", result, f"{assignment_id} of {student_id}")
+
+    def generate_feedback(self, assignment_id: str, student_id: str) -> None:
+        """nbgrader generate_feedback: HTML of the autograded notebooks in ``<feedback>/``."""
+        result = self._api().generate_feedback(assignment_id, student_id)
+        self._run("generate_feedback", result, f"{assignment_id} of {student_id}")

@@ -32,6 +32,7 @@ from nbgrader.api import Gradebook
 from gradschool.course import Course, CourseError
 
 STUDENT = "submission"
+AUTOGRADED, FEEDBACK = "autograded.ipynb", "feedback.html"
 
 
 @dataclass
@@ -132,10 +133,15 @@ def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
 
 
 def grade_notebook(
-    course: Course, path: Path, assignment: str | None = None, timeout: int | None = None
+    course: Course, path: Path, assignment: str | None = None, timeout: int | None = None,
+    artifacts: Path | None = None,
 ) -> GradeReport:
     """Autograde the notebook at ``path`` against ``assignment`` (inferred when None), allowing
     ``timeout`` seconds per cell and per hidden-check probe (default: the course's config).
+
+    With ``artifacts`` (a folder), also write there the autograded notebook
+    (``autograded.ipynb``, what nbgrader's gradebook import reads) and nbgrader's feedback for
+    the student (``feedback.html``).
 
     Raises CourseError (one line) when the file cannot be graded: missing, not a notebook,
     unknown or unrecognisable assignment.
@@ -160,6 +166,11 @@ def grade_notebook(
             warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
             submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
             scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
+        if artifacts:
+            scratch.generate_feedback(assignment, STUDENT)
+            feedback = scratch.feedback_dir / STUDENT / assignment / f"{assignment}.html"
+            shutil.copyfile(graded, Path(artifacts) / AUTOGRADED)
+            shutil.copyfile(feedback, Path(artifacts) / FEEDBACK)
     results = []
     for test_id in test_cell_ids(source):
         score, max_score = scores[test_id]

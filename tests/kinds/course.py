@@ -38,6 +38,7 @@ def notebook(code: dict[str, str] | None = None) -> nbformat.NotebookNode:
 
 def make_course(root: Path) -> Path:
     """Write the course (config, solutions/kinds/kinds.ipynb, autograder/checks/kinds.py)."""
+    root.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "nbgrader_config.py", root)
     source = root / "solutions" / ASSIGNMENT
     source.mkdir(parents=True)
