@@ -91,7 +91,7 @@ def test_moodle_zip_latest_attempt_wins(course, tmp_path):
         "Bo Ek_777_assignsubmission_file_/my work.ipynb": (_nb(), early),
         "Bo Ek_777_assignsubmission_file_/notes.txt": ("not a notebook", early),
     })
-    result = _grade_all(course, download, "--workers", "2")
+    result = _grade_all(course, download, "--workers", "1")
     assert "123456: 2 notebooks, grading" in result.stdout and "(latest)" in result.stdout
     assert {s: r["score"] for s, r in _results(course).items()} == {"123456": 10, "777": 12}
     assert _exported(course) == {"123456": 10, "777": 12}
@@ -113,7 +113,7 @@ def test_canvas_zip_and_a_custom_pattern(course, tmp_path):
 def test_an_interrupted_batch_resumes_without_losing_or_doubling(course, tmp_path):
     folder = tmp_path / "submissions"
     folder.mkdir()
-    for student in ("s1", "s2", "s3", "s4"):
+    for student in ("s1", "s2", "s3"):
         (folder / f"{student}.ipynb").write_text(_nb(WRONG_SOFTMAX if student == "s2" else None))
     command = [str(BIN / "gradschool"), "grade-all", str(folder), "--assignment", ASSIGNMENT,
                "--out", str(course / "out"), "--workers", "1"]
@@ -128,10 +128,10 @@ def test_an_interrupted_batch_resumes_without_losing_or_doubling(course, tmp_pat
     _, stderr = batch.communicate(timeout=120)
     assert batch.returncode == 130 and "run the same command again" in stderr, stderr
     done = {p.stem for p in results.glob("*.json")}
-    assert 1 <= len(done) < 4
+    assert 1 <= len(done) < 3
     rerun = _grade_all(course, folder, "--workers", "2")
-    assert f"graded 4 ({len(done)} from an earlier run)" in rerun.stdout
-    expected = {"s1": 12, "s2": 10, "s3": 12, "s4": 12}
+    assert f"graded 3 ({len(done)} from an earlier run)" in rerun.stdout
+    expected = {"s1": 12, "s2": 10, "s3": 12}
     assert {s: r["score"] for s, r in _results(course).items()} == expected
     assert _exported(course) == expected
     with open(course / "out" / "grades.csv") as file:

@@ -450,7 +450,7 @@ def test_assert_generator_reproducible():
 def test_report(capsys):
     with report("relu_gain"):
         assert_close(1.0, 1.0)
-    assert capsys.readouterr().out == "relu_gain: all checks passed\n"
+    assert capsys.readouterr().out == "relu_gain: visible checks passed\n"
     with pytest.raises(AssertionError, match=r"^relu_gain: gain is 1.0, expected 2.0"):
         with report("relu_gain"):
             assert_close(1.0, 2.0, name="gain")

@@ -1099,11 +1099,11 @@ def report(name: str) -> Iterator[None]:
         name: what is being tested, e.g. the exercise's function name.
 
     Returns:
-        A context manager; on success it prints ``"<name>: all checks passed"``; an
+        A context manager; on success it prints ``"<name>: visible checks passed"``; an
         AssertionError inside is re-raised as ``AssertionError("<name>: <message>")``.
     """
     try:
         yield
     except AssertionError as e:
         raise AssertionError(f"{name}: {e}") from None
-    print(f"{name}: all checks passed")
+    print(f"{name}: visible checks passed")

@@ -9,6 +9,7 @@ grading work there and never touch the real gradebook or ``course/``.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbgrader.api
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
@@ -25,6 +27,10 @@ from traitlets.config import Config, PyFileConfigLoader
 
 CONFIG_FILE = "nbgrader_config.py"
 
+
+# nbgrader runs the `alembic` command for its schema version each time it creates a gradebook
+# (seconds, for every scratch gradebook); the answer is fixed for the installed nbgrader.
+nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_version)
 
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 

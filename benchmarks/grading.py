@@ -1,0 +1,77 @@
+"""Grading speed, measured: one notebook, and a batch with 1 and with 2 workers.
+
+    .venv/bin/python benchmarks/grading.py [--assignment ID] [--notebooks 8] [--repeat 3]
+
+Prints, for the assignment's reference notebook (solutions/<id>/<id>.ipynb):
+- plain execution: nbclient running it top to bottom, what any notebook costs to run;
+- `gradschool grade`: the same notebook graded (scratch gradebook, kernel under limits, hidden
+  checks in the grader, feedback not included), best of --repeat runs in one process;
+- `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up.
+Nothing in the repository is touched: the batches use a scratch course in a temporary folder.
+Run it on an otherwise idle machine; the figures are for the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from gradschool.batch import grade_all
+from gradschool.course import Course
+from gradschool.grading import grade_notebook
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--assignment", default="01-symmetry-breaking")
+    parser.add_argument("--notebooks", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    course = Course.at(Path(__file__).parent)
+    notebook = course.source_notebook(args.assignment)
+    print(f"{args.assignment} on {os.cpu_count()} CPU cores")
+
+    def execute():
+        nb = nbformat.read(notebook, as_version=4)
+        NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(notebook.parent)}}
+                       ).execute()
+
+    plain = min(_timed(execute) for _ in range(args.repeat))
+    graded = min(_timed(lambda: grade_notebook(course, notebook, args.assignment))
+                 for _ in range(args.repeat))
+    print(f"plain execution (nbclient)        {plain:6.1f} s")
+    print(f"gradschool grade                  {graded:6.1f} s  ({graded / plain:.2f}x plain)")
+
+    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
+        folder = Path(tmp) / "submissions"
+        folder.mkdir()
+        for i in range(args.notebooks):
+            shutil.copy(notebook, folder / f"student{i:03d}.ipynb")
+        seconds = {}
+        for workers in (1, 2):
+            scratch = course.scratch(Path(tmp) / f"course-{workers}")
+            seconds[workers] = _timed(partial(
+                grade_all, scratch, folder, args.assignment, Path(tmp) / f"out-{workers}",
+                workers=workers, log=lambda line: None))
+            per_minute = 60 * args.notebooks / seconds[workers]
+            print(f"grade-all, {args.notebooks} notebooks, {workers} worker{'s' * (workers > 1)}"
+                  f"  {seconds[workers]:6.1f} s  ({per_minute:.1f} notebooks/min)")
+        print(f"speed-up with 2 workers            {seconds[1] / seconds[2]:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
