@@ -44,11 +44,15 @@ def _results(course: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (course / "out" / "results").glob("*.json")}
 
 
+def _nbgrader(course: Path, *args: str) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(BIN / "nbgrader"), *args], cwd=course, env=env, check=True,
+                   capture_output=True)
+
+
 def _exported(course: Path) -> dict[str, float]:
     """The scores in the course's gradebook, as ``nbgrader export`` sees them."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([str(BIN / "nbgrader"), "export", "--to", "export.csv"], cwd=course, env=env,
-                   check=True, capture_output=True)
+    _nbgrader(course, "export", "--to", "export.csv")
     with open(course / "export.csv") as file:
         return {row["student_id"]: float(row["score"]) for row in csv.DictReader(file)}
 
@@ -81,6 +85,9 @@ def test_a_folder_with_a_malformed_notebook(course, tmp_path):
     assert not any(line.strip() in feedback for line in hidden.splitlines()
                    if line.strip().startswith(("def ", "assert_", "got = ")))
     assert _exported(course) == {"alice": 12, "bob": 10}  # carol has no gradebook entry
+    _nbgrader(course, "generate_feedback", ASSIGNMENT, "--student", "bob")
+    html = (course / "autograder" / "feedback" / "bob" / ASSIGNMENT / f"{ASSIGNMENT}.html")
+    assert "(0/2 points)" in html.read_text()
 
 
 def test_moodle_zip_latest_attempt_wins(course, tmp_path):
