@@ -9,6 +9,8 @@ TORCH_INDEX ?=
 WORKERS ?= auto
 
 BIN    := $(VENV)/bin
+# Jupyter refuses to run as root (containers, CI boxes) unless told to.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 STAMP  := $(VENV)/.gradschool-installed
 
 .PHONY: lab test lint release release-check clean
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 lab: $(STAMP)  ## JupyterLab on course/
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=course
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=course $(ROOT_FLAG)
 
 # One thread per process: two pytest workers each running kernels must not oversubscribe 2 cores.
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
