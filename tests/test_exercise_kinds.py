@@ -14,16 +14,27 @@ from conftest import gradschool
 from kinds.course import ASSIGNMENT, make_course, notebook
 from kinds.solutions import POINTS, SOLUTIONS
 
-WRONG = {
+
+def _edit(exercise: str, old: str, new: str) -> str:
+    """The reference solution of ``exercise`` with ``old`` (which must occur) made ``new``."""
+    assert old in SOLUTIONS[exercise], f"{old!r} is not in the {exercise} solution"
+    return SOLUTIONS[exercise].replace(old, new)
+
+
+WRONG = {  # exercise: (code, what the failure message names)
     "softmax": ("def softmax(x, dim=-1):\n"
                 "    e = x.exp()\n    return e / e.sum(dim, keepdim=True)\n",
                 "softmax(x, dim=-1) for a (3, 7)"),  # no max shift: nan for large inputs
     "dropout": ("def dropout_(x, p, generator=None):\n"
                 "    return x * (torch.rand(x.shape, generator=generator) >= p) / (1 - p)\n",
                 "changed in place"),
-    "adam": (None, "after 300 steps"),  # weight decay as AdamW's, below
-    "batchnorm": (None, "running_var after training batch 0"),  # biased running variance
-    "sampler": (None, "sample_normal(100000, 2.0, 3.0, generator)"),  # std**2 for std
+    "adam": (_edit("adam", 'g = p.grad + group["weight_decay"] * p',  # AdamW's decay, not L2
+                   'g = p.grad\n                p.mul_(1 - group["lr"] * group["weight_decay"])'),
+             "after 300 steps"),
+    "batchnorm": (_edit("batchnorm", "x.var(0, unbiased=True)", "x.var(0, unbiased=False)"),
+                  "running_var after training batch 0"),
+    "sampler": (_edit("sampler", "mean + std * z", "mean + std**2 * z"),
+                "sample_normal(100000, 2.0, 3.0, generator)"),
 }
 
 DELEGATING = {
@@ -35,29 +46,14 @@ DELEGATING = {
     "adam": ("Base = [c for c in torch.optim.Optimizer.__subclasses__()\n"
              "        if c.__name__.startswith('Ad') and len(c.__name__) == 4][0]\n\n"
              "class MyAdam(Base):\n    pass\n", "torch's Adam among MyAdam's base classes"),
-    "batchnorm": (None, "uses batch_norm"),  # the solution calling F.batch_norm, below
+    "batchnorm": (_edit("batchnorm",
+                        "BatchNormFunction.apply(x, self.weight, self.bias, self.eps)",
+                        "torch.nn.functional.batch_norm(x, None, None, self.weight, self.bias,"
+                        " True, 0.0, self.eps)"),
+                  "uses batch_norm"),
     "sampler": ("def sample_normal(n, mean=0.0, std=1.0, generator=None):\n"
                 "    return mean + std * torch.randn(n, generator=generator)\n", "uses randn"),
 }
-
-
-def _variants(table: dict, solutions: dict) -> dict[str, str]:
-    code = {name: source for name, (source, _) in table.items() if source}
-    if "adam" not in code:
-        code["adam"] = solutions["adam"].replace(  # AdamW's decoupled decay, not Adam's L2
-            'g = p.grad + group["weight_decay"] * p',
-            'g = p.grad\n                p.mul_(1 - group["lr"] * group["weight_decay"])')
-    if table is WRONG:
-        code["sampler"] = solutions["sampler"].replace("mean + std * z", "mean + std**2 * z")
-        code["batchnorm"] = solutions["batchnorm"].replace("x.var(0, unbiased=True)",
-                                                           "x.var(0, unbiased=False)")
-    else:
-        code["batchnorm"] = solutions["batchnorm"].replace(
-            "return BatchNormFunction.apply(x, self.weight, self.bias, self.eps)",
-            "return torch.nn.functional.batch_norm(x, None, None, self.weight, self.bias, True,"
-            " 0.0, self.eps)")
-    assert all(code[name] != solutions[name] for name in table), "a variant did not apply"
-    return code
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +84,7 @@ def test_reference_solutions_get_full_marks(course):
 
 @pytest.mark.parametrize("table", [WRONG, DELEGATING], ids=["wrong", "delegating"])
 def test_each_wrong_implementation_loses_its_points(course, table):
-    report = grade(course, _variants(table, SOLUTIONS))
+    report = grade(course, {name: code for name, (code, _) in table.items()})
     assert report["score"] == 0, report
     for exercise, test in _by_exercise(report).items():
         assert test["status"] == "failed", test

@@ -103,7 +103,7 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads,
                              initargs=(threads,)) as pool:
         futures = {
-            pool.submit(_grade_one, course.root, s.path, assignment, timeout,
+            pool.submit(_grade_one, course, s.path, assignment, timeout,
                         out / "work" / s.student): (s, digest)
             for s, digest in todo
         }
@@ -134,13 +134,13 @@ def _set_threads(threads: int) -> None:  # in each worker, inherited by its kern
         os.environ[name] = str(threads)
 
 
-def _grade_one(root: Path, path: Path, assignment: str, timeout: int | None,
+def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
                work: Path) -> dict:
     """In a worker: grade one notebook; return {"report": ...} or {"error": one line}."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        report = grade_notebook(Course.at(root), path, assignment, timeout, artifacts=work)
+        report = grade_notebook(course, path, assignment, timeout, artifacts=work)
     except CourseError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - whatever it is, this student gets a reason

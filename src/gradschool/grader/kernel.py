@@ -217,8 +217,7 @@ class GradingKernel:
         except CellTimeoutError:
             return Outcome("timeout", f"no result within {self._client.timeout} s")
         except DeadKernelError:
-            return Outcome("kernel_died", "the kernel died (os._exit, a "
-                           "crash or the memory limit)")
+            return Outcome("kernel_died", "the kernel died (os._exit, a crash or the memory limit)")
         finally:
             self._client.timeout = self.timeout
         return _outcome_from_outputs(cell.outputs)
