@@ -6,17 +6,24 @@ filled in, by the reference solution or by a known-wrong implementation.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import ROOT, gradschool
+from submissions import (
+    grade_json,
+    make_submission,
+    reference_code,
+    release_notebook,
+    results_by_function,
+    solution_cells,
+    solution_notebook,
+)
 
 ASSIGNMENT = "01-symmetry-breaking"
-SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-RELEASE = ROOT / "course" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+SOLUTION = solution_notebook(ASSIGNMENT)
+RELEASE = release_notebook(ASSIGNMENT)
 
 CONSTANT, RANDOM, COUNT = "constant_init_", "random_init_", "count_distinct_units"
 
@@ -103,62 +110,14 @@ def count_distinct_units(weight, atol=1e-6):
 }
 
 
-def _solution_cells(nb) -> dict[str, int]:
-    """Graded function name -> index of the solution cell defining it."""
-    found = {}
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
-            for name in re.findall(r"^def (\w+)\(", cell.source, flags=re.M):
-                found[name] = i
-    return found
-
-
-def _reference_code() -> dict[str, str]:
-    nb = nbformat.read(SOLUTION, as_version=4)
-    return {
-        name: "\n".join(
-            line
-            for line in nb.cells[i].source.splitlines()
-            if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
-        )
-        for name, i in _solution_cells(nb).items()
-    }
-
-
-def _submission(tmp_path: Path, code: dict[str, str], name: str = "submission.ipynb") -> Path:
-    nb = nbformat.read(RELEASE, as_version=4)
-    cells = _solution_cells(nb)
-    for function, source in code.items():
-        nb.cells[cells[function]].source = "import torch\n" + source.strip() + "\n"
-    path = tmp_path / name
-    nbformat.write(nb, path)
-    return path
-
-
-def _grade_json(path: Path, *args: str) -> dict:
-    result = gradschool("grade", str(path), "--json", *args)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # exactly one JSON object, nothing else on stdout
-
-
-def _by_function(report: dict) -> dict[str, dict]:
-    """Each graded function's test result: the test cell following its solution cell."""
-    nb = nbformat.read(SOLUTION, as_version=4)
-    solution_at = _solution_cells(nb)
-    tests = {t["id"]: t for t in report["tests"]}
-    out = {}
-    for function, i in solution_at.items():
-        following = (c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells[i + 1 :])
-        out[function] = tests[next(g for g in following if g in tests)]
-    return out
-
-
 def test_graded_functions_are_the_issue_api():
-    assert set(_solution_cells(nbformat.read(SOLUTION, as_version=4))) >= {CONSTANT, RANDOM, COUNT}
+    assert set(solution_cells(nbformat.read(SOLUTION, as_version=4))) >= {CONSTANT, RANDOM, COUNT}
 
 
 def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
-    report = _grade_json(_submission(tmp_path, _reference_code(), name="anything-at-all.ipynb"))
+    submission = make_submission(tmp_path, ASSIGNMENT, reference_code(ASSIGNMENT),
+                                 name="anything-at-all.ipynb")
+    report = grade_json(submission)
     assert report["assignment"] == ASSIGNMENT  # inferred from the cells, not the file name
     assert report["max_score"] > 0 and report["score"] == report["max_score"]
     statuses = [t["status"] for t in report["tests"]]
@@ -167,7 +126,7 @@ def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
 
 
 def test_instructor_notebook_gets_full_marks():
-    report = _grade_json(SOLUTION)
+    report = grade_json(SOLUTION)
     assert report["score"] == report["max_score"] > 0
 
 
@@ -176,14 +135,15 @@ def test_released_stub_gets_zero_with_a_table():
     assert result.returncode == 0, result.stderr
     assert re.search(rf"^{ASSIGNMENT}: 0 / \d+ points$", result.stdout, flags=re.M), result.stdout
     assert result.stdout.count("NotImplementedError") == len(
-        _solution_cells(nbformat.read(SOLUTION, as_version=4))
+        solution_cells(nbformat.read(SOLUTION, as_version=4))
     )
 
 
 @pytest.mark.parametrize("mistakes", list(WRONG), ids=list(WRONG))
 def test_each_wrong_implementation_loses_its_points(tmp_path, mistakes):
-    report = _grade_json(_submission(tmp_path, WRONG[mistakes]), "--assignment", ASSIGNMENT)
-    for function, test in _by_function(report).items():
+    submission = make_submission(tmp_path, ASSIGNMENT, WRONG[mistakes])
+    report = grade_json(submission, "--assignment", ASSIGNMENT)
+    for function, test in results_by_function(report, ASSIGNMENT).items():
         assert test["status"] == "failed" and test["score"] == 0, (function, test)
         assert len(test["message"]) > len("AssertionError: "), (function, test)
 
@@ -191,7 +151,7 @@ def test_each_wrong_implementation_loses_its_points(tmp_path, mistakes):
 def test_grading_leaves_the_course_gradebook_alone(tmp_path):
     gradebook = ROOT / "autograder" / "gradebook.db"
     before = gradebook.stat().st_mtime_ns if gradebook.exists() else None
-    _grade_json(RELEASE)
+    grade_json(RELEASE)
     assert (gradebook.stat().st_mtime_ns if gradebook.exists() else None) == before
 
 

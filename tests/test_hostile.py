@@ -14,16 +14,8 @@ import json
 import nbformat
 import pytest
 from conftest import gradschool
-from test_grading import (
-    ASSIGNMENT,
-    CONSTANT,
-    COUNT,
-    RANDOM,
-    RELEASE,
-    WRONG,
-    _reference_code,
-    _solution_cells,
-)
+from submissions import fill_in, reference_code
+from test_grading import ASSIGNMENT, CONSTANT, COUNT, RANDOM, WRONG
 
 TESTS = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests", RANDOM: "random-init-tests"}
 
@@ -52,7 +44,7 @@ CASES = {
     ),
     "lying-objects-and-faked-results": (
         {
-            CONSTANT: _reference_code()[CONSTANT] + """
+            CONSTANT: reference_code(ASSIGNMENT)[CONSTANT] + """
 class _Yes(float):
     def __eq__(self, other): return True
     def __ne__(self, other): return False
@@ -66,19 +58,11 @@ def count_distinct_units(weight, atol=1e-6):
         def __eq__(self, other): return True
     return Anything(1)
 """,
-            RANDOM: _reference_code()[RANDOM],
+            RANDOM: reference_code(ASSIGNMENT)[RANDOM],
         },
         {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed"},
     ),
 }
-
-
-def _notebook(code: dict[str, str]):
-    nb = nbformat.read(RELEASE, as_version=4)
-    cells = _solution_cells(nb)
-    for function, source in code.items():
-        nb.cells[cells[function]].source = "import torch\n" + source.strip() + "\n"
-    return nb
 
 
 def _grade(tmp_path, nb) -> dict:
@@ -101,14 +85,14 @@ def _statuses(report: dict) -> dict[str, str]:
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_hostile_submission(tmp_path, case):
     code, expected = CASES[case]
-    report = _grade(tmp_path, _notebook(code))
+    report = _grade(tmp_path, fill_in(ASSIGNMENT, code))
     assert _statuses(report) == expected, report
 
 
 def _tampered(tmp_path, code: dict[str, str]) -> dict:
     """Grade ``code`` with the constant test deleted, the count test emptied and the random test
     turned into Markdown."""
-    nb = _notebook(code)
+    nb = fill_in(ASSIGNMENT, code)
     ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
     ids[TESTS[COUNT]].source = "pass  # all good"
     ids[TESTS[RANDOM]].cell_type = "markdown"
@@ -118,7 +102,7 @@ def _tampered(tmp_path, code: dict[str, str]) -> dict:
 
 
 def test_tampered_test_cells_are_put_back_and_run(tmp_path):
-    right = _tampered(tmp_path, _reference_code())
+    right = _tampered(tmp_path, reference_code(ASSIGNMENT))
     assert _statuses(right) == {f: "restored" for f in TESTS}
     assert right["score"] == right["max_score"]
     messages = {t["id"]: t["message"] for t in right["tests"]}
@@ -129,5 +113,5 @@ def test_tampered_test_cells_are_put_back_and_run(tmp_path):
 
 
 def test_grading_twice_gives_the_same_report(tmp_path):
-    nb = _notebook(WRONG["new-parameters/uniform/columns"])
+    nb = fill_in(ASSIGNMENT, WRONG["new-parameters/uniform/columns"])
     assert _grade(tmp_path, nb) == _grade(tmp_path, nb)
