@@ -7,8 +7,11 @@
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
-runs anywhere. Problems a user can fix
-(a missing file, an unknown assignment) end with one line on stderr and exit status 2.
+runs anywhere. Problems a user can fix (a missing file, an unknown assignment, the instructor
+tools not installed) end with one line on stderr and exit status 2.
+
+``check`` is the student's command and imports only the student side; the instructor commands
+import :mod:`gradschool.instructor` (nbgrader) when they run.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-from gradschool.batch import grade_all
-from gradschool.check import report, run_visible_tests
-from gradschool.course import Course, CourseError
-from gradschool.grading import grade_notebook
-from gradschool.release import release, release_differences
+from gradschool.errors import UserError
+from gradschool.visible_tests import report, run_visible_tests
+
+INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
+                    "pip install 'gradschool[instructor]' (or run `make test` once)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _release(course: Course, args: argparse.Namespace) -> int:
+def _release(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.release import release, release_differences
+
     ids = args.ids or course.assignments()
     for assignment_id in ids:
         course.check_assignment(assignment_id)
@@ -79,13 +84,18 @@ def _release(course: Course, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _grade(course: Course, args: argparse.Namespace) -> int:
+def _grade(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.grade import grade_notebook
+
     report = grade_notebook(course, args.path, args.assignment, args.timeout)
     print(report.to_json() if args.json else report.to_table())
     return 0
 
 
-def _grade_all(course: Course, args: argparse.Namespace) -> int:
+def _grade_all(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.course import CourseError
+    from gradschool.instructor.grade_all import grade_all
+
     if args.workers < 1:
         raise CourseError("--workers must be at least 1")
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
@@ -105,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
-        course = Course.at()
+        try:
+            from gradschool.instructor.course import Course
+        except ModuleNotFoundError as exc:
+            if exc.name != "nbgrader" and not (exc.name or "").startswith("nbgrader."):
+                raise
+            raise UserError(INSTRUCTOR_EXTRA) from None
         commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
-        return commands[args.command](course, args)
-    except CourseError as exc:
+        return commands[args.command](Course.at(), args)
+    except UserError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
