@@ -17,6 +17,10 @@ The verdict is also stored in the cell's metadata, ``metadata.gradschool = {"sta
 "message": ...}``, with status one of ``passed``, ``failed``, ``timeout``, ``kernel_died``,
 ``out_of_memory``, ``restored`` (a test cell that was put back; the message says whether it
 passed) or ``grader_error`` (the hidden checks themselves are broken: no points, fix and regrade).
+
+The kernel runs in the sandbox of :mod:`gradschool.grader.sandbox` unless ``sandbox`` is False,
+under the time budgets of :mod:`gradschool.grader.budgets`; the notebook's metadata records both,
+``metadata.gradschool = {"sandbox": bool, "limits": "..."}``.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_locked, is_solution
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
+from gradschool.grader.budgets import load_budgets
 from gradschool.grader.hidden import HiddenChecks, delegation, load_checks
 from gradschool.grader.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.grader.sandbox import Sandbox
 
 RESTORED = "gradschool_restored"
 
@@ -94,17 +100,31 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         3, help="Kernel restarts allowed after timeouts and crashes."
     ).tag(config=True)
     kernel_name = Unicode("python3", help="The kernel to grade in.").tag(config=True)
+    calibrate = Bool(True, help="Time budgets from the solution's recorded timings (see "
+                     "gradschool.grader.budgets), capped by `timeout`; False: `timeout` per "
+                     "cell and `notebook_timeout`.").tag(config=True)
+    sandbox = Bool(True, help="Run the kernel in the bubblewrap sandbox (False: as the grader, "
+                   "unsafe).").tag(config=True)
+    tmp_size_mb = Integer(512, help="Size of the sandbox's /tmp in MiB.").tag(config=True)
+    max_processes = Integer(
+        256, help="Processes and threads the sandboxed kernel may have at once."
+    ).tag(config=True)
 
     def preprocess(self, nb, resources):
         assignment = resources["nbgrader"]["assignment"]
         checks = load_checks(Path(self.checks_directory) / f"{assignment}.py")
         changes = nb.metadata.pop(RESTORED, {})
-        deadline = time.monotonic() + self.notebook_timeout
+        budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
+                               notebook_timeout=self.notebook_timeout,
+                               override=not self.calibrate)
+        nb.metadata["gradschool"] = {"sandbox": self.sandbox, "limits": budgets.note}
+        deadline = time.monotonic() + budgets.notebook
+        sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
         kernel = GradingKernel(
             nb, Path(resources["metadata"]["path"]), timeout=self.timeout,
             memory_limit_mb=self.memory_limit_mb, output_limit=self.output_limit,
             max_restarts=self.max_restarts, kernel_name=self.kernel_name,
-            replay=lambda i: not is_test(nb.cells[i]),
+            replay=lambda i: not is_test(nb.cells[i]), sandbox=sandbox if self.sandbox else None,
         )
         casualty = None  # the last cell before this test that timed out or killed the kernel
         with kernel:
@@ -112,17 +132,20 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 cell = nb.cells[index]
                 if cell.cell_type != "code":
                     continue
+                budget = budgets.cell(cell.metadata.get("nbgrader", {}).get("grade_id"))
                 if time.monotonic() > deadline:
-                    outcome = Outcome("timeout", f"not run: the notebook took over "
-                                      f"{self.notebook_timeout} s")
+                    outcome = Outcome("timeout", f"not run: the notebook's time budget "
+                                      f"({budgets.notebook:.0f} s) was used up")
                 else:
-                    outcome = kernel.run_cell(index)
+                    outcome = kernel.run_cell(index, timeout=budget)
                 if not is_test(cell):
                     if outcome.status not in ("ok", "error"):
                         casualty = outcome
                     continue
+                kernel.timeout = budget  # each hidden check's probes: the test cell's budget
                 verdict = self._verdict(_grade_id(cell), outcome, kernel, checks,
                                         own_code(nb, _grade_id(cell)))
+                kernel.timeout = self.timeout
                 if verdict.status == "failed" and casualty:  # e.g. a NameError: say why
                     verdict = Outcome(casualty.status, f"an earlier cell did not finish "
                                       f"({casualty.message}); then {verdict.message}")
