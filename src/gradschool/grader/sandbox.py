@@ -63,7 +63,7 @@ LAUNCHER = """\
 import ctypes, os, resource, shutil, sys
 limit, uid, original, work, exchange = sys.argv[1:6]
 if uid != "-":  # bwrap ran as root: become uid, in a user namespace of the sandbox's own
-    for folder in ("/tmp", exchange):
+    for folder in ("/tmp", "/dev/shm", exchange):
         os.chown(folder, int(uid), int(uid))
     os.setgroups([])
     os.setgid(int(uid))
@@ -166,6 +166,7 @@ def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[st
     for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri")):
         args += ["--dev-bind", device, device]
     args += ["--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/tmp",
+             "--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/dev/shm",
              "--size", str(settings.exchange_size_mb * 2**20), "--tmpfs", exchange]
     env = {"HOME": "/tmp", "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", **{k: os.environ[k] for k in PASSED_ENV if k in os.environ}}
