@@ -1,11 +1,16 @@
-"""Grading speed, measured: one notebook, and a batch with 1 and with 2 workers.
+"""Grading speed, measured: one notebook with and without the sandbox, a hanging submission,
+and a batch with 1 and with 2 workers.
 
     .venv/bin/python benchmarks/grading.py [--assignment ID] [--notebooks 8] [--repeat 3]
+                                           [--no-batch]
 
 Prints, for the assignment's reference notebook (solutions/<id>/<id>.ipynb):
 - plain execution: nbclient running it top to bottom, what any notebook costs to run;
 - `gradschool grade`: the same notebook graded (scratch gradebook, kernel under limits, hidden
-  checks in the grader, feedback not included), best of --repeat runs in one process;
+  checks in the grader, feedback not included), best of --repeat runs in one process, in the
+  sandbox and with --no-sandbox, and the sandbox's overhead;
+- a hanging submission: the reference with its first graded function replaced by one that never
+  returns, graded once under the time budgets, against the correct one;
 - `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up.
 Nothing in the repository is touched: the batches use a scratch course in a temporary folder.
 Run it on an otherwise idle machine; the figures are for the machine it runs on.
@@ -28,6 +33,8 @@ from gradschool.instructor.course import Course
 from gradschool.instructor.grade import grade_notebook
 from gradschool.instructor.grade_all import grade_all
 
+HANG = "\n\ndef {name}(*args, **kwargs):  # never returns\n    while True:\n        pass\n"
+
 
 def _timed(function) -> float:
     start = time.perf_counter()
@@ -40,6 +47,7 @@ def main() -> None:
     parser.add_argument("--assignment", default="01-symmetry-breaking")
     parser.add_argument("--notebooks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-batch", action="store_true", help="skip the grade-all figures")
     args = parser.parse_args()
     course = Course.at(Path(__file__).parent)
     notebook = course.source_notebook(args.assignment)
@@ -51,10 +59,29 @@ def main() -> None:
                        ).execute()
 
     plain = min(_timed(execute) for _ in range(args.repeat))
-    graded = min(_timed(lambda: grade_notebook(course, notebook, args.assignment))
-                 for _ in range(args.repeat))
+    graded, unsandboxed = [], []
+    for _ in range(args.repeat):  # interleaved: a change of load hits both alike
+        graded.append(_timed(lambda: grade_notebook(course, notebook, args.assignment)))
+        unsandboxed.append(_timed(lambda: grade_notebook(course, notebook, args.assignment,
+                                                         sandbox=False)))
+    graded, unsandboxed = min(graded), min(unsandboxed)
     print(f"plain execution (nbclient)        {plain:6.1f} s")
     print(f"gradschool grade                  {graded:6.1f} s  ({graded / plain:.2f}x plain)")
+    print(f"gradschool grade --no-sandbox     {unsandboxed:6.1f} s  (sandbox overhead "
+          f"{100 * (graded / unsandboxed - 1):+.0f}%)")
+
+    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
+        hanging = Path(tmp) / f"{args.assignment}.ipynb"
+        name = _hang_first_function(notebook, hanging)
+        start = time.perf_counter()
+        report = grade_notebook(course, hanging, args.assignment)
+        seconds = time.perf_counter() - start
+    statuses = sorted({t.status for t in report.tests})
+    print(f"grade, {name} never returns       {seconds:6.1f} s  ({seconds / graded:.1f}x the "
+          f"correct one; statuses {', '.join(statuses)})")
+    print(f"  time limits: {report.limits}")
+    if args.no_batch:
+        return
 
     with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
         folder = Path(tmp) / "submissions"
@@ -71,6 +98,19 @@ def main() -> None:
             print(f"grade-all, {args.notebooks} notebooks, {workers} worker{'s' * (workers > 1)}"
                   f"  {seconds[workers]:6.1f} s  ({per_minute:.1f} notebooks/min)")
         print(f"speed-up with 2 workers            {seconds[1] / seconds[2]:6.2f}x")
+
+
+def _hang_first_function(notebook: Path, target: Path) -> str:
+    """Write to ``target`` the notebook with its first solution cell's function redefined to
+    never return; return the function's name."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+            name = cell.source.split("def ", 1)[1].split("(", 1)[0]
+            cell.source += HANG.format(name=name)
+            nbformat.write(nb, target)
+            return name
+    raise ValueError(f"{notebook} has no solution cell")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
     gradschool release [ID ...]          regenerate course/<id>/ from solutions/<id>/
     gradschool release --check [ID ...]  exit 1, naming the notebooks, if course/ is out of date
-    gradschool grade PATH [--assignment ID] [--json] [--timeout S]
+    gradschool release --timings [ID ...]  run the solutions, record each cell's time (budgets)
+    gradschool grade PATH [--assignment ID] [--json] [--timeout S] [--no-sandbox]
     gradschool grade-all SUBMISSIONS --assignment ID [--workers N] [--out DIR] [--pattern RE]
+                         [--timeout S] [--no-sandbox]
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
@@ -26,6 +28,8 @@ from gradschool.visible_tests import report, run_visible_tests
 
 INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
                     "pip install 'gradschool[instructor]' (or run `make test` once)")
+NO_SANDBOX_WARNING = ("gradschool: WARNING: grading without the sandbox (--no-sandbox): the "
+                      "submissions' code runs as you, with your files and network")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,13 +43,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="change nothing; exit 1 if course/ differs from what solutions/ gives",
     )
+    rel.add_argument("--timings", action="store_true", help="run each solution notebook in the "
+                     "sandbox and record its cells' times in autograder/checks/ID.timings.json "
+                     "(the grading time budgets)")
 
     grade = commands.add_parser("grade", help="autograde one notebook")
     grade.add_argument("path", type=Path, metavar="PATH.ipynb")
     grade.add_argument("--assignment", metavar="ID", help="default: inferred from the notebook")
     grade.add_argument("--json", action="store_true", help="print one JSON object")
     grade.add_argument("--timeout", type=int, help="seconds per cell and per hidden check "
-                       "(default: nbgrader_config.py's GradeOutsideTheKernel.timeout)")
+                       "(default: budgets from the solution's recorded timings)")
+    grade.add_argument("--no-sandbox", action="store_true", help="run the submission's code "
+                       "as you, outside the bubblewrap sandbox (unsafe; recorded in the report)")
 
     batch = commands.add_parser("grade-all", help="autograde a class: a folder or an LMS zip")
     batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
@@ -59,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                        "(?P<student>...) group, searched in each notebook's path (default: "
                        "Moodle, Canvas, a folder per student, <student>.ipynb)")
     batch.add_argument("--timeout", type=int, help="seconds per cell and per hidden check")
+    batch.add_argument("--no-sandbox", action="store_true", help="run the submissions' code "
+                       "as you, outside the bubblewrap sandbox (unsafe; recorded in the results)")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -67,11 +78,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _release(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.budgets import record_timings, timings_path
     from gradschool.instructor.release import release, release_differences
+    from gradschool.instructor.sandbox import Sandbox
 
     ids = args.ids or course.assignments()
     for assignment_id in ids:
         course.check_assignment(assignment_id)
+    checks = Path(course.config.GradeOutsideTheKernel.checks_directory)
+    if args.timings:
+        _sandbox(False)
+        for assignment_id in ids:
+            try:
+                path = record_timings(course.source_notebook(assignment_id), checks, Sandbox())
+            except RuntimeError as exc:
+                raise UserError(str(exc)) from None
+            print(f"recorded {course.relative(path)}")
+        return 0
     if not args.check:
         for notebook in release(course, ids):
             print(f"released {course.relative(notebook)}")
@@ -79,28 +102,47 @@ def _release(course, args: argparse.Namespace) -> int:
     problems = release_differences(course, ids)
     for line in problems:
         print(line)
+    for assignment_id in ids:  # a note, never a failure: timings differ between machines
+        if not timings_path(checks, assignment_id).is_file():
+            print(f"note: no reference timings for {assignment_id}, grading uses flat time "
+                  f"limits (gradschool release --timings {assignment_id})")
     if not problems:
         print(f"course/ is up to date with solutions/ ({', '.join(ids)})")
     return 1 if problems else 0
 
 
+def _sandbox(disabled: bool) -> None:
+    """Warn when the sandbox is off; else stop with one line when it cannot run here."""
+    from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
+
+    if disabled:
+        print(NO_SANDBOX_WARNING, file=sys.stderr)
+        return
+    try:
+        check_sandbox(Sandbox())
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _grade(course, args: argparse.Namespace) -> int:
     from gradschool.instructor.grade import grade_notebook
 
-    report = grade_notebook(course, args.path, args.assignment, args.timeout)
+    _sandbox(args.no_sandbox)
+    report = grade_notebook(course, args.path, args.assignment, args.timeout,
+                            sandbox=not args.no_sandbox)
     print(report.to_json() if args.json else report.to_table())
     return 0
 
 
 def _grade_all(course, args: argparse.Namespace) -> int:
-    from gradschool.instructor.course import CourseError
     from gradschool.instructor.grade_all import grade_all
 
     if args.workers < 1:
-        raise CourseError("--workers must be at least 1")
+        raise UserError("--workers must be at least 1")
+    _sandbox(args.no_sandbox)
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
     print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
-                    pattern=args.pattern, timeout=args.timeout))
+                    pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox))
     return 0
 
 

@@ -6,6 +6,8 @@
 - ``grade``          grade one notebook in a scratch gradebook (``gradschool grade``)
 - ``grade_all``      grade a class in parallel, import into the gradebook (``gradschool grade-all``)
 - ``kernel``         the kernel a submission runs in, with time, memory and output limits
+- ``sandbox``        the bubblewrap sandbox around that kernel: no course files, no network
+- ``budgets``        time budgets per cell and per notebook, from the solution's recorded timings
 - ``hidden_checks``  how ``autograder/checks/<id>.py`` registers checks, and the delegation rule
 - ``preprocessors``  the nbgrader steps that run the kernel and the hidden checks
 - ``status``         the statuses all of the above report

@@ -8,13 +8,16 @@ Report contract (``GradeReport.to_json()``)::
 
     {"assignment": str, "score": float, "max_score": float,
      "tests": [{"id": grade_id, "score": float, "max_score": float,
-                "status": str, "message": str}]}
+                "status": str, "message": str}],
+     "sandbox": bool, "limits": str}
 
 ``score`` and ``max_score`` cover the autograded test cells. ``status`` is a
 :class:`~gradschool.instructor.status.Status`: ``passed``, ``failed``, ``timeout``,
 ``kernel_died``, ``out_of_memory``, ``restored``, ``grader_error``, or ``manual`` for the written
 answers, which come last, with score 0 and their points as ``max_score``, outside the totals.
-``message`` is empty for a passed test and says what failed otherwise.
+``message`` is empty for a passed test and says what failed otherwise. ``sandbox`` is False when
+the notebook was graded with ``--no-sandbox``; ``limits`` says which time budgets applied (see
+:mod:`gradschool.instructor.budgets`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class GradeReport:
     score: float
     max_score: float
     tests: list[TestResult] = field(default_factory=list)
+    sandbox: bool = True
+    limits: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -70,6 +75,9 @@ class GradeReport:
             points = f"{t.score:g}/{t.max_score:g}"
             lines.append(f"{t.id:<{width}}  {points:>9}  {t.status:<6}  {t.message}".rstrip())
         lines.append(f"{self.assignment}: {self.score:g} / {self.max_score:g} points")
+        lines.append(f"time limits: {self.limits}")
+        if not self.sandbox:
+            lines.append("WARNING: graded without the sandbox (--no-sandbox)")
         return "\n".join(lines)
 
 
@@ -98,14 +106,15 @@ def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
 
 def grade_notebook(
     course: Course, path: Path, assignment: str | None = None, timeout: int | None = None,
-    artifacts: Path | None = None,
+    artifacts: Path | None = None, sandbox: bool = True,
 ) -> GradeReport:
     """Autograde the notebook at ``path`` against ``assignment`` (inferred when None), allowing
     ``timeout`` seconds per cell and per hidden-check probe (default: the course's config).
 
     With ``artifacts`` (a folder), also write there the autograded notebook
     (``autograded.ipynb``, what nbgrader's gradebook import reads) and nbgrader's feedback for
-    the student (``feedback.html``).
+    the student (``feedback.html``). ``sandbox=False`` runs the kernel as the grader (unsafe;
+    the report says so).
 
     Raises NotebookError (one line) when the file is missing or not a notebook, CourseError
     when its assignment is unknown or cannot be recognised.
@@ -119,13 +128,17 @@ def grade_notebook(
         scratch = course.scratch(Path(tmp))
         if timeout:
             scratch.config.GradeOutsideTheKernel.timeout = timeout
+            scratch.config.GradeOutsideTheKernel.calibrate = False
+        scratch.config.GradeOutsideTheKernel.sandbox = sandbox
         scratch.generate(assignment)
         submission = scratch.submitted_dir / STUDENT / assignment
         submission.mkdir(parents=True)
         shutil.copyfile(path, submission / f"{assignment}.ipynb")
         scratch.autograde(assignment, STUDENT)
         graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
-        verdicts = _verdicts(nbformat.read(graded, as_version=4))
+        graded_nb = nbformat.read(graded, as_version=4)
+        verdicts = _verdicts(graded_nb)
+        grading = graded_nb.metadata.get("gradschool", {})
         with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
             warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
             submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
@@ -142,7 +155,8 @@ def grade_notebook(
                                          "message": "the test did not run"})
         results.append(TestResult(test_id, score, max_score, verdict["status"], verdict["message"]))
     report = GradeReport(
-        assignment, sum(r.score for r in results), sum(r.max_score for r in results), results
+        assignment, sum(r.score for r in results), sum(r.max_score for r in results), results,
+        sandbox=grading.get("sandbox", True), limits=grading.get("limits", ""),
     )
     for answer_id in manual_cell_ids(source):
         report.tests.append(

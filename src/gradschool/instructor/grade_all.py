@@ -74,7 +74,7 @@ class Summary:
 
 def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
               workers: int = 1, pattern: str | None = None, timeout: int | None = None,
-              log: Callable[[str], None] = print) -> Summary:
+              log: Callable[[str], None] = print, sandbox: bool = True) -> Summary:
     """Grade every student's notebook in ``submissions`` (a folder or an LMS zip) against
     ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc).
 
@@ -106,7 +106,7 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
                              initargs=(threads,)) as pool:
         futures = {
             pool.submit(_grade_one, course, s.path, assignment, timeout,
-                        out / "work" / s.student): (s, digest)
+                        out / "work" / s.student, sandbox): (s, digest)
             for s, digest in todo
         }
         try:
@@ -137,12 +137,13 @@ def _set_threads(threads: int) -> None:  # in each worker, inherited by its kern
 
 
 def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
-               work: Path) -> dict:
+               work: Path, sandbox: bool = True) -> dict:
     """In a worker: grade one notebook; return {"report": ...} or {"error": one line}."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        report = grade_notebook(course, path, assignment, timeout, artifacts=work)
+        report = grade_notebook(course, path, assignment, timeout, artifacts=work,
+                                sandbox=sandbox)
     except (CourseError, NotebookError) as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - whatever it is, this student gets a reason

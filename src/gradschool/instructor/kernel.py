@@ -17,11 +17,19 @@ code in the kernel on inputs made by the grader and returns the ``result`` it co
 both ways through files written with ``torch.save`` and read back with ``torch.load(...,
 weights_only=True)``: only tensors and plain Python values come back, never objects with methods
 of the submission's choosing, and every comparison happens in the grader's own process.
+
+With ``sandbox`` settings the kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox`
+(its working folder is then a private copy of ``cwd``, and the probe files go through the
+sandbox's exchange folder); without, it runs as the grader, in ``cwd``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import signal
+import stat
 import subprocess
 import tempfile
 import textwrap
@@ -34,6 +42,8 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
+
+from gradschool.instructor.sandbox import Sandbox, SandboxedKernelManager
 
 #: How long an interrupted kernel gets to come back before it is killed, in seconds.
 INTERRUPT_GRACE = 5
@@ -124,17 +134,20 @@ class GradingKernel:
         max_restarts: kernel restarts allowed after a timeout or a crash.
         replay: ``replay(i)`` says whether cell i is re-run to restore the state after a restart
             (default: every cell that completed).
+        sandbox: the sandbox settings, or None to run the kernel as the grader (unsafe).
     """
 
     def __init__(self, nb, cwd: Path, *, timeout: int = 60, memory_limit_mb: int = 4096,
                  output_limit: int = 100_000, max_restarts: int = 3, kernel_name: str = "python3",
-                 replay=lambda index: True):
+                 replay=lambda index: True, sandbox: Sandbox | None = None):
         self.nb = nb
         self.cwd = Path(cwd)
         self.timeout = timeout
         self.memory_limit = memory_limit_mb * 2**20
         self.max_restarts = max_restarts
         self.replay = replay
+        self.sandbox = sandbox
+        self.kernel_name = kernel_name
         self.restarts = 0
         self.completed: list[int] = []
         self.pids: list[int] = []  # of every kernel process started, to check none is left
@@ -159,10 +172,17 @@ class GradingKernel:
     def _limit_memory(self) -> None:  # runs in the kernel process, before it starts
         if self.memory_limit:
             resource.setrlimit(resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
+        if self.sandbox:  # bwrap itself ignores the interrupts meant for the kernel inside
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _start(self) -> None:
+        cwd = self.cwd
+        if self.sandbox:
+            self._client.km = SandboxedKernelManager(
+                settings=self.sandbox, submission=self.cwd, kernel_name=self.kernel_name)
+            cwd = self._client.km.private
         self._context = self._client.setup_kernel(
-            preexec_fn=self._limit_memory, cwd=str(self.cwd),
+            preexec_fn=self._limit_memory, cwd=str(cwd),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
         )
         self._context.__enter__()
@@ -189,10 +209,11 @@ class GradingKernel:
         return self._context is None
 
     # -- running ----------------------------------------------------------------------------
-    def run_cell(self, index: int) -> Outcome:
-        """Execute code cell ``index`` of the notebook; its outputs replace the cell's."""
+    def run_cell(self, index: int, timeout: int | None = None) -> Outcome:
+        """Execute code cell ``index`` of the notebook (within ``timeout`` seconds, default
+        ``self.timeout``); its outputs replace the cell's."""
         cell = self.nb.cells[index]
-        outcome = self._execute(cell, index)
+        outcome = self._execute(cell, index, timeout)
         if outcome.ok or outcome.status == "error":
             self.completed.append(index)
         return outcome
@@ -263,9 +284,21 @@ class GradingKernel:
         kernel died or ran out of memory, or ``result`` was missing or not plain data.
         """
         self._probes += 1
-        folder = Path(self._scratch.name)
-        source, target = folder / f"in-{self._probes}.pt", folder / f"out-{self._probes}.pt"
-        torch.save(inputs, source)
+        km = self._client.km
+        if self.dead:
+            raise ProbeFailed(Outcome("kernel_died", "not run: the kernel died too often"))
+        if self.sandbox:  # the sandbox's exchange folder, from outside and from inside
+            folder, inside = km.exchange, Path(km.exchange_inside)
+        else:
+            folder = inside = Path(self._scratch.name)
+        name_in, name_out = f"in-{self._probes}.pt", f"out-{self._probes}.pt"
+        source, target = inside / name_in, inside / name_out
+        try:
+            with _open_new(folder / name_in) as file:
+                torch.save(inputs, file)
+        except OSError as exc:
+            raise ProbeFailed(Outcome("error", f"could not send the inputs to the kernel "
+                                      f"({exc.strerror})")) from None
         runner = textwrap.dedent(f"""\
             def __gradschool_probe():
                 import torch
@@ -288,17 +321,36 @@ class GradingKernel:
             self.nb.cells.remove(cell)
         if not outcome.ok:
             raise ProbeFailed(outcome)
-        return self._read_result(target)
+        try:
+            return self._read_result(folder / name_out)
+        finally:
+            for name in (name_in, name_out):
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
 
     @staticmethod
     def _read_result(path: Path) -> Any:
-        if not path.is_file():
-            raise ProbeFailed(Outcome("error", "the probe wrote no result"))
-        if path.stat().st_size > RESULT_LIMIT:
-            raise ProbeFailed(Outcome("error", f"result larger than {RESULT_LIMIT} bytes"))
+        """Load the plain data at ``path``: a regular file (never through a symlink, a FIFO or
+        a device the submission put there) of at most RESULT_LIMIT bytes."""
         try:
-            return torch.load(path, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - anything but plain data is refused
-            raise ProbeFailed(
-                Outcome("error", f"the result is not plain data ({type(exc).__name__})")
-            ) from None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            raise ProbeFailed(Outcome("error", "the probe wrote no result")) from None
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ProbeFailed(Outcome("error", "the probe wrote no result"))
+            if info.st_size > RESULT_LIMIT:
+                raise ProbeFailed(Outcome("error", f"result larger than {RESULT_LIMIT} bytes"))
+            try:
+                return torch.load(file, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - anything but plain data is refused
+                raise ProbeFailed(
+                    Outcome("error", f"the result is not plain data ({type(exc).__name__})")
+                ) from None
+
+
+def _open_new(path: Path):
+    """Create ``path`` for writing; fail rather than follow a symlink or reuse a file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, "wb")

@@ -15,6 +15,10 @@
 
 The verdict is also stored in the cell's metadata, ``metadata.gradschool = {"status": ...,
 "message": ...}``, the status a :class:`~gradschool.instructor.status.Status` of a test.
+
+The kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox` unless ``sandbox`` is
+False, under the time budgets of :mod:`gradschool.instructor.budgets`; the notebook's metadata
+records both, ``metadata.gradschool = {"sandbox": bool, "limits": "..."}``.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from gradschool.cells import VERDICT, grade_id, is_locked, is_test_cell, points
+from gradschool.instructor.budgets import load_budgets
 from gradschool.instructor.hidden_checks import HiddenChecks, delegation, load_hidden_checks
 from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.instructor.sandbox import Sandbox
 from gradschool.instructor.status import Status
 
 #: The notebook metadata key where NoteTamperedTests leaves what it found for the grader.
@@ -81,17 +87,32 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         3, help="Kernel restarts allowed after timeouts and crashes."
     ).tag(config=True)
     kernel_name = Unicode("python3", help="The kernel to grade in.").tag(config=True)
+    calibrate = Bool(True, help="Time budgets from the solution's recorded timings (see "
+                     "gradschool.instructor.budgets), capped by `timeout`; False: `timeout` per "
+                     "cell and `notebook_timeout`.").tag(config=True)
+    sandbox = Bool(True, help="Run the kernel in the bubblewrap sandbox (False: as the grader, "
+                   "unsafe).").tag(config=True)
+    tmp_size_mb = Integer(512, help="Size of the sandbox's /tmp in MiB.").tag(config=True)
+    max_processes = Integer(
+        256, help="Processes and threads the sandboxed kernel may have at once."
+    ).tag(config=True)
 
     def preprocess(self, nb, resources):
         assignment = resources["nbgrader"]["assignment"]
         hidden = load_hidden_checks(Path(self.checks_directory) / f"{assignment}.py")
         changes = nb.metadata.pop(RESTORED, {})
-        deadline = time.monotonic() + self.notebook_timeout
+        budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
+                               notebook_timeout=self.notebook_timeout,
+                               override=not self.calibrate)
+        nb.metadata[VERDICT] = {"sandbox": self.sandbox, "limits": budgets.note}
+        deadline = time.monotonic() + budgets.notebook
+        sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
         kernel = GradingKernel(
             nb, Path(resources["metadata"]["path"]), timeout=self.timeout,
             memory_limit_mb=self.memory_limit_mb, output_limit=self.output_limit,
             max_restarts=self.max_restarts, kernel_name=self.kernel_name,
             replay=lambda i: not is_test_cell(nb.cells[i]),
+            sandbox=sandbox if self.sandbox else None,
         )
         casualty = None  # the last cell before this test that timed out or killed the kernel
         with kernel:
@@ -99,17 +120,20 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 cell = nb.cells[index]
                 if cell.cell_type != "code":
                     continue
+                budget = budgets.cell(grade_id(cell))
                 if time.monotonic() > deadline:
-                    outcome = Outcome(Status.TIMEOUT, f"not run: the notebook took over "
-                                      f"{self.notebook_timeout} s")
+                    outcome = Outcome(Status.TIMEOUT, f"not run: the notebook's time budget "
+                                      f"({budgets.notebook:.0f} s) was used up")
                 else:
-                    outcome = kernel.run_cell(index)
+                    outcome = kernel.run_cell(index, timeout=budget)
                 if not is_test_cell(cell):
                     if outcome.status not in (Status.OK, Status.ERROR):
                         casualty = outcome
                     continue
+                kernel.timeout = budget  # each hidden check's probes: the test cell's budget
                 verdict = self._verdict(grade_id(cell), outcome, kernel, hidden,
                                         own_code(nb, grade_id(cell)))
+                kernel.timeout = self.timeout
                 if verdict.status == Status.FAILED and casualty:  # e.g. a NameError: say why
                     verdict = Outcome(casualty.status, f"an earlier cell did not finish "
                                       f"({casualty.message}); then {verdict.message}")

@@ -1,0 +1,115 @@
+"""Time budgets of grading, calibrated from a run of the solution notebook.
+
+``gradschool release --timings ID`` runs ``solutions/<id>/<id>.ipynb`` cell by cell in the
+grading sandbox and writes ``autograder/checks/<id>.timings.json``::
+
+    {"assignment": "01-symmetry-breaking", "total_s": 19.2,
+     "cells": {"<grade_id>": 0.8, ...}, "machine": "Linux x86_64, 2 CPU cores"}
+
+(commit it beside the hidden checks; ``release --check`` ignores it, since timings differ between
+machines). Grading then allows each code cell ``max(CELL_FLOOR, CELL_FACTOR x its reference
+time)`` (a cell without a reference, e.g. one the student added, gets the floor; every hidden
+check of a test cell gets its cell's budget), and the whole notebook ``NOTEBOOK_FACTOR x the
+reference total + NOTEBOOK_SLACK``; cells reached after that are not run and get ``timeout``.
+An assignment without timings keeps the flat limits of ``nbgrader_config.py``, and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+#: A cell may take this many times its reference time ...
+CELL_FACTOR = 10
+#: ... but at least this many seconds (start-up jitter, a loaded machine, a slow but right loop).
+CELL_FLOOR = 10
+#: The notebook may take this many times the reference total, plus NOTEBOOK_SLACK seconds.
+NOTEBOOK_FACTOR = 3
+NOTEBOOK_SLACK = 30
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Seconds allowed per code cell (``cell(grade_id)``) and to the whole notebook; ``note``
+    says where they come from, for the report."""
+
+    cells: dict[str, float]
+    default: float
+    notebook: float
+    note: str
+
+    def cell(self, grade_id: str | None) -> int:
+        return max(1, round(self.cells.get(grade_id, self.default)))
+
+
+def timings_path(checks_directory: Path, assignment: str) -> Path:
+    return Path(checks_directory) / f"{assignment}.timings.json"
+
+
+def flat(timeout: int, notebook_timeout: int, why: str) -> Budgets:
+    """The same ``timeout`` for every cell, ``notebook_timeout`` for the notebook."""
+    return Budgets({}, timeout, notebook_timeout,
+                   f"{why}: {timeout} s per cell, {notebook_timeout} s per notebook")
+
+
+def calibrated(timings: dict, cap: int) -> Budgets:
+    """Budgets from recorded ``timings`` (see the module doc), no cell above ``cap`` seconds."""
+    cells = {grade_id: min(cap, max(CELL_FLOOR, CELL_FACTOR * seconds))
+             for grade_id, seconds in timings["cells"].items()}
+    notebook = NOTEBOOK_FACTOR * timings["total_s"] + NOTEBOOK_SLACK
+    return Budgets(cells, min(cap, CELL_FLOOR), notebook,
+                   f"per cell max({CELL_FLOOR} s, {CELL_FACTOR}x its reference time), notebook "
+                   f"{NOTEBOOK_FACTOR}x the reference {timings['total_s']:.1f} s + "
+                   f"{NOTEBOOK_SLACK} s = {notebook:.0f} s")
+
+
+def load_budgets(checks_directory: Path, assignment: str, *, timeout: int,
+                 notebook_timeout: int, override: bool) -> Budgets:
+    """The budgets to grade ``assignment`` with: flat when ``override`` (``--timeout``) or when no
+    timings were recorded, else calibrated (capped at ``timeout``)."""
+    if override:
+        return flat(timeout, notebook_timeout, "--timeout given")
+    path = timings_path(checks_directory, assignment)
+    if not path.is_file():
+        return flat(timeout, notebook_timeout, f"no reference timings for {assignment} "
+                    f"(gradschool release --timings {assignment})")
+    return calibrated(json.loads(path.read_text()), timeout)
+
+
+def record_timings(solution: Path, checks_directory: Path, sandbox) -> Path:
+    """Run the solution notebook at ``solution`` cell by cell (in ``sandbox``, None for none),
+    time each code cell that has a grade_id, and write the timings file; return its path.
+
+    Raises RuntimeError when a cell does not run clean: a reference must be a clean run.
+    """
+    from gradschool.instructor.kernel import GradingKernel  # the kernel imports torch: lazily
+
+    nb = nbformat.read(solution, as_version=4)
+    cells, total = {}, 0.0
+    with GradingKernel(nb, solution.parent, timeout=600, sandbox=sandbox) as kernel:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            start = time.perf_counter()
+            outcome = kernel.run_cell(index)
+            seconds = time.perf_counter() - start
+            if not outcome.ok:
+                raise RuntimeError(f"{solution.name} cell {index}: {outcome.status} "
+                                   f"({outcome.message}): fix the solution first")
+            total += seconds
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id:
+                cells[grade_id] = round(seconds, 3)
+    assignment = solution.stem
+    path = timings_path(checks_directory, assignment)
+    path.write_text(json.dumps({
+        "assignment": assignment, "total_s": round(total, 3), "cells": cells,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+    }, indent=1) + "\n")
+    return path
