@@ -295,9 +295,10 @@ NAMES_OUT = ["output", "grad of x", "grad of weight", "grad of bias", "running_m
 def module_cases():
     g = torch.Generator().manual_seed(1618)
     for width, kwargs, sizes in [
-        (5, {}, [(16, True), (2, True), (33, True), (6, False), (2, True), (9, False)]),
+        (5, {}, [(16, True), (2, True), (33, True), (6, False), (2, True), (9, False),
+                 (8, True), (3, True), (64, True), (5, False), (2, True), (1, False)]),
         (3, {"momentum": 0.27, "eps": 1e-3}, [(4, True), (2, True), (5, False), (12, True),
-                                              (3, True), (7, False)]),
+                                              (3, True), (7, False), (2, True), (6, True)]),
     ]:
         ref = nn.BatchNorm1d(width).double()
         with torch.no_grad():
