@@ -266,6 +266,7 @@ def test_each_module_mistake_is_caught(mistake):
      "native_batch_norm"),
     (TEST_OF[FORWARD], "x_hat = F.layer_norm(x.T, (x.shape[0],)).T", "layer_norm"),
     (TEST_OF[FORWARD], "f = getattr(F, 'batch' + '_norm')", "getattr with a computed name"),
+    (TEST_OF[FORWARD], "out, pullback = torch.func.vjp(f, x, gamma, beta)", "func"),
     (TEST_OF[BACKWARD], "out.backward(dout)", "backward"),
     (TEST_OF[BACKWARD], "dx, = torch.autograd.grad(out, x, dout)", "autograd"),
     (TEST_OF[BACKWARD], "_, f = torch.func.vjp(g, x)", "func"),
