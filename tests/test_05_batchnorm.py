@@ -29,12 +29,12 @@ from submissions import (
     solution_notebook,
 )
 
-from gradschool.grader import delegation, load_checks
+from gradschool.instructor import delegation, load_hidden_checks
 
 ASSIGNMENT = "05-batchnorm"
 FORWARD, BACKWARD, MODULE = "batchnorm_forward", "batchnorm_backward", "BatchNorm1d"
 REFERENCE = reference_code(ASSIGNMENT)
-CHECKS = load_checks(ROOT / "autograder" / "checks" / f"{ASSIGNMENT}.py")
+CHECKS = load_hidden_checks(ROOT / "autograder" / "checks" / f"{ASSIGNMENT}.py")
 TEST_OF = {FORWARD: "bn-forward-tests", BACKWARD: "bn-backward-tests", MODULE: "bn-module-tests"}
 
 
@@ -188,7 +188,7 @@ class InProcessKernel:
         try:
             namespace = {**self.main.__dict__, **_roundtrip(inputs)}
             exec(compile(code, "<grader>", "exec"), namespace)
-        except Exception as exc:  # noqa: BLE001 - the submission's error is the verdict
+        except Exception as exc:
             raise ProbeError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             sys.modules["__main__"] = saved
@@ -205,11 +205,11 @@ def _roundtrip(obj):
 def run_checks(test_id: str, own: str, *before: str) -> str:
     """'' when every hidden check of ``test_id`` passes, else why not: ``own`` is the
     exercise's cell (the one the delegation check reads), ``before`` the earlier exercises'."""
-    why = delegation([own], CHECKS.forbidden.get(test_id, set()))
+    why = delegation([own], CHECKS.forbidden_names.get(test_id, set()))
     if why:
         return why
     kernel = InProcessKernel(*before, own)
-    for check in CHECKS.checks[test_id]:
+    for check in CHECKS.functions[test_id]:
         try:
             check(kernel)
         except (AssertionError, ProbeError) as exc:
@@ -248,7 +248,7 @@ def test_autograd_routes_are_caught_by_the_values_too():
                     "a torch.func.vjp closure in the cache"):
         kernel = InProcessKernel(*WRONG_BACKWARD[mistake])
         with pytest.raises((AssertionError, ProbeError), match="cache|autograd"):
-            for check in CHECKS.checks[TEST_OF[BACKWARD]]:
+            for check in CHECKS.functions[TEST_OF[BACKWARD]]:
                 check(kernel)
 
 
@@ -275,7 +275,7 @@ def test_each_module_mistake_is_caught(mistake):
     (TEST_OF[MODULE], "dx, = torch.autograd.grad(y, x, dout)", "grad"),
 ])
 def test_delegation_is_named(test_id, source, named):
-    assert named in delegation([source], CHECKS.forbidden[test_id])
+    assert named in delegation([source], CHECKS.forbidden_names[test_id])
 
 
 # -- end to end: `gradschool grade` ------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradschool.checks import assert_close, assert_equal
-from gradschool.grader import HiddenChecks
+from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
