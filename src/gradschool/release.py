@@ -1,19 +1,21 @@
 """Release: generate the student notebooks in ``course/`` from the instructor's ``solutions/``.
 
 The work is nbgrader's ``generate_assignment`` (configured in the repository's
-``nbgrader_config.py``). This module adds the one preprocessor the release needs and a check that
-the committed ``course/`` is exactly what ``solutions/`` generates.
+``nbgrader_config.py``). This module adds a check that the committed ``course/`` is exactly what
+``solutions/`` generates, and :func:`validation_copy`, the copy of a released notebook that CI
+runs to validate the release.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import filecmp
 import tempfile
 from pathlib import Path
 
 from IPython.core.inputtransformer2 import TransformerManager
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbconvert.preprocessors import Preprocessor
 
 from gradschool.course import Course, CourseError
 
@@ -33,13 +35,15 @@ def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
     return bound, read
 
 
-class TagCellsThatMayRaise(NbGraderPreprocessor):
-    """Tag ``raises-exception`` on release cells that run code the student has not written yet.
+class TagCellsThatMayRaise(Preprocessor):
+    """Tag ``raises-exception`` on the cells that run code the student has not written yet.
 
     A cell may raise when it is a solution cell (the stub raises ``NotImplementedError``) or
-    reads a name bound by a cell that may raise (directly or through other such cells). Those cells
-    are tagged so that ``pytest --nbval-lax course/`` accepts the expected error; every other
-    cell must run clean. Tags live outside nbgrader's checksums, so grading is unaffected.
+    reads a name bound by a cell that may raise (directly or through other such cells). Only for
+    the copy that CI runs (:func:`validation_copy`): the released notebook carries no tag, so that
+    a student's "Run All" stops at the first exercise not done yet instead of running past it.
+    Disabled as a pipeline step (nbconvert's ``enabled=False``): listed in an nbgrader pipeline,
+    it changes nothing.
     """
 
     def preprocess(self, nb, resources):
@@ -56,6 +60,18 @@ class TagCellsThatMayRaise(NbGraderPreprocessor):
                 if MAY_RAISE_TAG not in tags:
                     tags.append(MAY_RAISE_TAG)
         return nb, resources
+
+
+def validation_copy(nb):
+    """A copy of the released notebook ``nb`` in which the cells that may raise until the student
+    has written the code are tagged ``raises-exception``.
+
+    Running the copy (nbclient, or ``pytest --nbval-lax``) validates the release: every other
+    cell must run clean. ``nb`` itself is not changed.
+    """
+    tagged = copy.deepcopy(nb)
+    TagCellsThatMayRaise().preprocess(tagged, {})
+    return tagged
 
 
 def release(course: Course, assignment_ids: list[str]) -> list[Path]:
@@ -103,4 +119,5 @@ def _compare(expected: Path, committed: Path, shown: str, assignment_id: str) ->
     return lines
 
 
-__all__ = ["CourseError", "TagCellsThatMayRaise", "release", "release_differences"]
+__all__ = ["CourseError", "TagCellsThatMayRaise", "release", "release_differences",
+           "validation_copy"]
