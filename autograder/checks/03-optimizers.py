@@ -219,6 +219,68 @@ def compare_runs(kernel, name: str, torch_name: str, configs, seed: int) -> None
                          name=f"state of a parameter that never had a gradient ({what})")
 
 
+FIRST_STEPS = """
+def BODY():
+    p = torch.nn.Parameter(start.clone().to(device))
+    opt = CLASS([p], **kwargs)
+    after = []
+    for g in grads:
+        p.grad = g.clone().to(device)
+        opt.step()
+        after.append(p.detach().clone())
+    return {"after": after}
+""" + TRIPWIRES
+
+# What each optimizer's first steps test, named in the message when they differ from torch's.
+HINTS = {
+    "SGD": ["step 1 is p - lr * (g + weight_decay * p); with momentum, torch's buffer starts as "
+            "that gradient itself (buf = g, not (1 - momentum) g)",
+            "buf = momentum * buf + g (no (1 - momentum) factor; weight decay goes into g before "
+            "the buffer); Nesterov steps along g + momentum * buf with the updated buf"],
+    "Adagrad": ["sum = sum + g * g and p -= lr * g / (sqrt(sum) + eps): eps after the square "
+                "root; weight decay is added to g before it is squared"] * 2,
+    "RMSprop": ["square_avg = alpha * square_avg + (1 - alpha) * g * g, no bias correction, and "
+                "p -= lr * g / (sqrt(square_avg) + eps): eps after the square root"] * 2,
+    "Adam": ["at step 1 (t = 1) m_hat = g and v_hat = g * g, so p moves by lr * g / (|g| + eps): "
+             "check the bias correction (t starts at 1) and eps (added after dividing sqrt(v) by "
+             "sqrt(1 - beta2**t), not inside the square root)",
+             "m and v are moving averages with (1 - beta) factors, corrected by 1 - beta**t with "
+             "t counted per parameter; weight decay is added to g before both (coupled L2)"],
+    "AdamW": ["decoupled decay: p *= 1 - lr * weight_decay before the Adam step, and the "
+              "gradient alone (no L2 term) enters m and v; at step 1 the Adam part moves p by "
+              "lr * g / (|g| + eps)",
+              "decoupled decay p *= 1 - lr * weight_decay at every step (lr included), then "
+              "Adam's bias-corrected step"],
+}
+
+
+def first_steps(kernel, name: str, configs) -> None:
+    """Three hand-made gradients (entries from 1e-9 to 10: eps shows) on one float64 tensor;
+    compare p after each step with torch's, and name the convention to check when they differ."""
+    start = torch.tensor([1.0, -2.0, 0.5, 3.0, -1e-3, 1e-9], dtype=torch.float64)
+    grads = [torch.tensor(g, dtype=torch.float64) for g in (
+        [0.5, -1.0, 1e-9, 10.0, 2e-9, -3e-9], [0.2, 1.0, -2e-9, 8.0, 1e-9, 1e-9],
+        [-0.4, -0.5, 1e-9, 12.0, -1e-9, 2e-9])]
+    reference = getattr(torch.optim, name)
+    for device in DEVICES:
+        for kwargs in configs:
+            got = kernel.probe(FIRST_STEPS.replace("CLASS", name), start=start, grads=grads,
+                               kwargs=kwargs, device=device)
+            assert_not_delegating(got, name)
+            p = torch.nn.Parameter(start.clone())
+            opt = reference([p], **kwargs, foreach=False)
+            for k, g in enumerate(grads):
+                p.grad = g.clone()
+                opt.step()
+                moved = (p.detach() - start).abs().max().item()
+                try:
+                    assert_close(got["after"][k].cpu(), p.detach(), rtol=1e-12,
+                                 atol=1e-9 * moved,
+                                 name=f"p after step {k + 1} of {name}(**{kwargs}) on {device}")
+                except AssertionError as error:
+                    raise AssertionError(f"{error}. Check: {HINTS[name][min(k, 1)]}") from None
+
+
 INVALID = """
 import math
 errors = []
@@ -266,6 +328,12 @@ SGD_CONFIGS = [
 
 
 @checks.test("sgd-tests", forbid=FORBID)
+def sgd_first_steps(kernel):
+    first_steps(kernel, "SGD", [{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1},
+                                 {"lr": 0.1, "momentum": 0.9, "nesterov": True}])
+
+
+@checks.test("sgd-tests", forbid=FORBID)
 def sgd_matches_torch(kernel):
     compare_runs(kernel, "SGD", "SGD", SGD_CONFIGS, seed=11)
 
@@ -287,6 +355,11 @@ ADAGRAD_CONFIGS = [
 
 
 @checks.test("adagrad-tests", forbid=FORBID)
+def adagrad_first_steps(kernel):
+    first_steps(kernel, "Adagrad", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.1}])
+
+
+@checks.test("adagrad-tests", forbid=FORBID)
 def adagrad_matches_torch(kernel):
     compare_runs(kernel, "Adagrad", "Adagrad", ADAGRAD_CONFIGS, seed=12)
 
@@ -304,6 +377,11 @@ RMSPROP_CONFIGS = [
     ({"lr": 3e-3, "alpha": 0.9, "weight_decay": 0.01}, [{}, {"alpha": 0.999, "lr": 1e-3}], 1.0),
     ({"lr": 1e-3, "eps": 1e-9}, [{"weight_decay": 0.1}, {"alpha": 0.95}], 1e-9),
 ]
+
+
+@checks.test("rmsprop-tests", forbid=FORBID)
+def rmsprop_first_steps(kernel):
+    first_steps(kernel, "RMSprop", [{"lr": 0.01, "alpha": 0.9, "eps": 1e-9, "weight_decay": 0.1}])
 
 
 @checks.test("rmsprop-tests", forbid=FORBID)
@@ -330,6 +408,11 @@ BAD_ADAM = [{"lr": -1e-3}, {"eps": -1e-8}, {"betas": (1.0, 0.999)}, {"betas": (0
 
 
 @checks.test("adam-tests", forbid=FORBID)
+def adam_first_steps(kernel):
+    first_steps(kernel, "Adam", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.1}])
+
+
+@checks.test("adam-tests", forbid=FORBID)
 def adam_matches_torch(kernel):
     compare_runs(kernel, "Adam", "Adam", ADAM_CONFIGS, seed=14)
 
@@ -346,6 +429,11 @@ ADAMW_CONFIGS = [
     ({"lr": 0.005, "eps": 1e-9, "weight_decay": 0.2}, [{"betas": (0.5, 0.9)},
                                                       {"weight_decay": 0.0}], 1e-9),
 ]
+
+
+@checks.test("decoupled-adamw-tests", forbid=FORBID)
+def adamw_first_steps(kernel):
+    first_steps(kernel, "AdamW", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.5}])
 
 
 @checks.test("decoupled-adamw-tests", forbid=FORBID)
