@@ -117,16 +117,22 @@ DELEGATING = {
             "base classes"),
     "Adagrad": ("class Adagrad(torch.optim.Optimizer):\n"
                 "    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):\n"
+                "        torch.optim.Adagrad([torch.zeros(1, requires_grad=True)], lr=lr,\n"
+                "                            eps=eps, weight_decay=weight_decay)  # validates\n"
                 "        super().__init__(params, {'lr': lr, 'eps': eps,\n"
-                "                                  'weight_decay': weight_decay})\n"
-                "        self.inner = torch.optim.Adagrad(self.param_groups, lr=lr, eps=eps,\n"
-                "                                         weight_decay=weight_decay)\n"
-                "        self.state = self.inner.state\n\n"
-                "    def step(self, closure=None):\n"
-                "        return self.inner.step(closure)\n",
-            "torch optimizer code"),
+                "                                  'weight_decay': weight_decay})\n\n"
+                "    def step(self, closure=None):  # a torch Adagrad on my groups and my state\n"
+                "        inner = torch.optim.Adagrad(self.param_groups, foreach=False)\n"
+                "        for p, s in inner.state.items():\n"
+                "            if not self.state.get(p):\n"
+                "                self.state[p] = s\n"
+                "        inner.state = self.state\n"
+                "        return inner.step(closure)\n",
+                "torch optimizer code"),
     "RMSprop": ("class RMSprop(torch.optim.Optimizer):\n"
                 "    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):\n"
+                "        if min(lr, alpha, eps, weight_decay) < 0:\n"
+                "            raise ValueError('negative hyper-parameter')\n"
                 "        super().__init__(params, dict(\n"
                 "            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=0,\n"
                 "            centered=False, capturable=False, foreach=False, maximize=False,\n"
