@@ -1,0 +1,449 @@
+"""Hidden checks of 03-optimizers (instructor side: never released, never installed).
+
+Each check makes its inputs here, has the student's kernel run the student's optimizer on them
+(``kernel.probe``), runs ``torch.optim.<Name>(foreach=False)`` on the same inputs here, and
+compares here. The training schedule (``SCHEDULE``) is one piece of source that both sides run:
+several parameter groups with different hyper-parameters, a parameter that never gets a gradient,
+one that stops getting gradients after a third of the run, ``step(closure)`` on odd steps, the
+learning rate halved mid-run through ``param_groups``, and a ``state_dict()`` round trip into a
+fresh optimizer (on fresh parameters) in the middle.
+
+Tolerance. Everything runs in float64. An implementation that does torch's arithmetic in another
+order differs from torch by rounding only: measured here, at most about 1e-14 of the distance the
+parameters travelled over 300 steps. We accept 1e-9 of that distance (plus 1e-12 relative to the
+values): five orders of magnitude of margin for a right answer written differently, while every
+classic slip (eps inside the square root, eps before the bias correction, the bias correction one
+step off, weight decay in the wrong place, momentum as an EMA, Nesterov wrong) moves the
+parameters by more than 1e-4 of that distance. The runs with gradients of order 1e-9 make eps
+comparable to sqrt(v), so a misplaced eps changes the steps by factors, not by rounding.
+
+Delegation. Calling, subclassing or wrapping a torch optimizer earns nothing, however it is
+reached: (1) ``forbid`` rejects code that names torch's optimizer modules and functions
+(``torch.optim.adam``, ``torch.optim._functional``, ``_single_tensor_adam``, ``torch._fused_adam_``
+...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name, ``exec``,
+``importlib``, ...; see gradschool.grader.hidden); (2) the probe fails a class that has any
+``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
+optimizer's ``__init__`` and ``step`` and every functional kernel in ``torch.optim.<module>`` is
+wrapped by a tripwire: constructing or stepping a torch optimizer (e.g. one stored inside the
+student's) or calling torch's update functions fails the test. ``torch._foreach_*`` ops are
+allowed: they are elementwise arithmetic on lists of tensors, not an optimizer (the stretch
+exercise uses them).
+"""
+
+import torch
+
+from gradschool.checks import assert_close, assert_equal
+from gradschool.grader import HiddenChecks
+
+checks = HiddenChecks()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+STEPS = 300
+
+MODULES = ["sgd", "adagrad", "rmsprop", "adam", "adamw"]
+FORBID = MODULES + ["_functional", "__subclasses__", "getmembers"] + [
+    f"_{kind}_{name}" for kind in ("single_tensor", "multi_tensor", "fused") for name in MODULES
+] + [f"_fused_{name}_" for name in MODULES]
+
+# Run by the kernel (with the student's class) and here (with torch's): make_opt(groups) builds
+# the optimizer; the run returns the final parameters, the losses step(closure) returned, and
+# whether the parameter that never had a gradient got any state.
+SCHEDULE = """
+import copy
+import torch
+
+def run_schedule(make_opt, start, X, Y, groups, steps, scale, device):
+    def fresh(values):
+        return [torch.nn.Parameter(v.detach().clone().to(device)) for v in values]
+
+    def build(params, hyper):
+        W, b, v, part, unused = params
+        return make_opt([{"params": [W, b, unused], **hyper[0]},
+                         {"params": [v, part], **hyper[1]}])
+
+    X, Y = X.to(device), Y.to(device)
+    params = fresh(start)
+    opt = build(params, groups)
+    returned = []
+    for i in range(steps):
+        if i == steps // 2:  # state_dict round trip into a fresh optimizer on fresh parameters
+            saved = copy.deepcopy(opt.state_dict())
+            params = fresh(params)
+            opt = build(params, [{}, {}])  # hyper-parameters must come back from the state dict
+            opt.load_state_dict(saved)
+        if i == (2 * steps) // 3:
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] * 0.5
+        W, b, v, part, unused = params
+
+        def closure():
+            opt.zero_grad()
+            x, y = X[i % len(X)], Y[i % len(Y)]
+            h = torch.tanh(x @ W + b)
+            pred = h @ v + (x[:, :2] @ part if i < steps // 3 else 0.0)
+            loss = scale * (0.5 * ((pred - y) ** 2).mean() + 0.05 * (v ** 4).sum())
+            loss.backward()
+            return loss
+
+        if i % 2:
+            returned.append(opt.step(closure))
+        else:
+            closure()
+            opt.step()
+    unused_state = opt.state.get(params[-1], {})
+    return {"params": [p.detach() for p in params],
+            "returned": [None if r is None else float(torch.as_tensor(r).detach())
+                         for r in returned],
+            "unused_state": sorted(unused_state),
+            "unused_zero": all(bool((t == 0).all()) for t in unused_state.values()
+                               if isinstance(t, torch.Tensor))}
+"""
+_shared: dict = {}
+exec(SCHEDULE, _shared)
+run_schedule = _shared["run_schedule"]
+
+# Tripwires around every torch optimizer class and update function, for the probe's duration.
+TRIPWIRES = """
+import importlib
+import torch
+
+tripped = []
+
+def _wrap(owner, name, label):
+    original = owner.__dict__[name]
+    def tripwire(*args, **kwargs):
+        tripped.append(label)
+        return original(*args, **kwargs)
+    setattr(owner, name, tripwire)
+    restore.append((owner, name, original))
+
+restore = []
+seen, todo = set(), [torch.optim.Optimizer]
+while todo:
+    for cls in todo.pop().__subclasses__():
+        if cls not in seen:
+            seen.add(cls)
+            todo.append(cls)
+            if cls.__module__.startswith("torch."):
+                for name in ("__init__", "step"):
+                    if name in cls.__dict__:
+                        _wrap(cls, name, f"{cls.__module__}.{cls.__qualname__}.{name}")
+for module_name in ("sgd", "adagrad", "rmsprop", "adam", "adamw", "_functional"):
+    module = importlib.import_module(f"torch.optim.{module_name}")
+    for name, value in list(vars(module).items()):
+        if callable(value) and not isinstance(value, type) and (
+                name in ("sgd", "adagrad", "rmsprop", "adam", "adamw")
+                or name.startswith(("_single_tensor_", "_multi_tensor_", "_fused_"))):
+            _wrap(module, name, f"{module.__name__}.{name}")
+for name in ("_fused_sgd_", "_fused_adagrad_", "_fused_adam_", "_fused_adamw_"):
+    if hasattr(torch, name):
+        _wrap(torch, name, f"torch.{name}")
+try:
+    body = BODY()
+except Exception as error:  # a delegation that crashed half-way still counts as delegation
+    if not tripped:
+        raise
+    body = {"error": repr(error)}
+finally:
+    for owner, name, original in reversed(restore):
+        setattr(owner, name, original)
+result = {**body, "tripped": sorted(set(tripped)),
+          "mro": [f"{c.__module__}.{c.__qualname__}" for c in CLASS.__mro__]}
+"""
+
+RUN = SCHEDULE + """
+def BODY():
+    return run_schedule(lambda groups: CLASS(groups, **kwargs), start, X, Y, groups, steps,
+                        scale, device)
+""" + TRIPWIRES
+
+
+def problem(seed: int):
+    """Start values (W (5, 3), b (3,), v (3,), part (2,), unused (4,)), inputs X (7, 8, 5) and
+    targets Y (7, 8), float64: seven batches of eight samples, cycled."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    start = [0.5 * randn(5, 3), 0.1 * randn(3), 0.5 * randn(3), randn(2), randn(4)]
+    return start, randn(7, 8, 5), randn(7, 8)
+
+
+def assert_not_delegating(got: dict, name: str) -> None:
+    torch_bases = [c for c in got["mro"]
+                   if c.startswith("torch.") and c != "torch.optim.optimizer.Optimizer"]
+    assert_equal(torch_bases, [], name=f"torch classes among {name}'s base classes (only "
+                 "torch.optim.Optimizer is allowed: implement the update yourself)")
+    assert "torch.optim.optimizer.Optimizer" in got["mro"], (
+        f"{name} is not a subclass of torch.optim.Optimizer")
+    assert_equal(got["tripped"], [], name=f"torch optimizer code run by {name} (constructing, "
+                 "stepping or calling torch's optimizers earns nothing)")
+
+
+def compare_runs(kernel, name: str, torch_name: str, configs, seed: int) -> None:
+    """Run each config (kwargs, [group 0 extra, group 1 extra], scale) through SCHEDULE with the
+    student's class and with torch's; compare the final parameters, the losses returned by
+    step(closure) and the state of the parameter that never had a gradient."""
+    start, X, Y = problem(seed)
+    reference = getattr(torch.optim, torch_name)
+    for device in DEVICES:
+        for kwargs, groups, scale in configs:
+            what = f"{name}(**{kwargs}), groups {groups}, gradients x{scale:g}, on {device}"
+            got = kernel.probe(RUN.replace("CLASS", name), start=start, X=X, Y=Y,
+                               groups=groups, kwargs=kwargs, steps=STEPS, scale=scale,
+                               device=device)
+            assert_not_delegating(got, name)
+            ref = run_schedule(lambda gr, kw=kwargs: reference(gr, **kw, foreach=False),
+                               start, X, Y, groups, STEPS, scale, "cpu")
+            labels = ["W (group 0)", "b (group 0)", "v (group 1)",
+                      "part (group 1, no gradient after step 100)",
+                      "unused (group 0, never has a gradient)"]
+            for label, mine, expected, first in zip(labels, got["params"], ref["params"], start,
+                                                    strict=True):
+                assert_equal((mine.dtype, tuple(mine.shape), mine.device.type),
+                             (expected.dtype, tuple(expected.shape), device),
+                             name=f"dtype, shape, device of {label} after {what}")
+                travelled = (expected - first).abs().max().item()
+                assert_close(mine.cpu(), expected, rtol=1e-12, atol=1e-9 * travelled,
+                             name=f"{label} after {STEPS} steps of {what} vs torch")
+            assert_equal(None in got["returned"], False,
+                         name=f"step(closure) returned None in {what} (return closure()'s loss)")
+            assert_close(torch.tensor(got["returned"], dtype=torch.float64),
+                         torch.tensor(ref["returned"], dtype=torch.float64), rtol=1e-9,
+                         atol=1e-12 * scale, name=f"losses returned by step(closure) in {what}")
+            if got["unused_state"] and not ref["unused_state"]:
+                raise AssertionError(
+                    f"{name} created state {got['unused_state']} for a parameter that never had "
+                    f"a gradient ({what}); torch.optim.{torch_name} creates none")
+            assert_equal(got["unused_zero"], True,
+                         name=f"state of a parameter that never had a gradient ({what})")
+
+
+FIRST_STEPS = """
+def BODY():
+    p = torch.nn.Parameter(start.clone().to(device))
+    opt = CLASS([p], **kwargs)
+    after = []
+    for g in grads:
+        p.grad = g.clone().to(device)
+        opt.step()
+        after.append(p.detach().clone())
+    return {"after": after}
+""" + TRIPWIRES
+
+# What each optimizer's first steps test, named in the message when they differ from torch's.
+HINTS = {
+    "SGD": ["step 1 is p - lr * (g + weight_decay * p); with momentum, torch's buffer starts as "
+            "that gradient itself (buf = g, not (1 - momentum) g)",
+            "buf = momentum * buf + g (no (1 - momentum) factor; weight decay goes into g before "
+            "the buffer); Nesterov steps along g + momentum * buf with the updated buf"],
+    "Adagrad": ["sum = sum + g * g and p -= lr * g / (sqrt(sum) + eps): eps after the square "
+                "root; weight decay is added to g before it is squared"] * 2,
+    "RMSprop": ["square_avg = alpha * square_avg + (1 - alpha) * g * g, no bias correction, and "
+                "p -= lr * g / (sqrt(square_avg) + eps): eps after the square root"] * 2,
+    "Adam": ["at step 1 (t = 1) m_hat = g and v_hat = g * g, so p moves by lr * g / (|g| + eps): "
+             "check the bias correction (t starts at 1) and eps (added after dividing sqrt(v) by "
+             "sqrt(1 - beta2**t), not inside the square root)",
+             "m and v are moving averages with (1 - beta) factors, corrected by 1 - beta**t with "
+             "t counted per parameter; weight decay is added to g before both (coupled L2)"],
+    "AdamW": ["decoupled decay: p *= 1 - lr * weight_decay before the Adam step, and the "
+              "gradient alone (no L2 term) enters m and v; at step 1 the Adam part moves p by "
+              "lr * g / (|g| + eps)",
+              "decoupled decay p *= 1 - lr * weight_decay at every step (lr included), then "
+              "Adam's bias-corrected step"],
+}
+
+
+def first_steps(kernel, name: str, configs) -> None:
+    """Three hand-made gradients (entries from 1e-9 to 10: eps shows) on one float64 tensor;
+    compare p after each step with torch's, and name the convention to check when they differ."""
+    start = torch.tensor([1.0, -2.0, 0.5, 3.0, -1e-3, 1e-9], dtype=torch.float64)
+    grads = [torch.tensor(g, dtype=torch.float64) for g in (
+        [0.5, -1.0, 1e-9, 10.0, 2e-9, -3e-9], [0.2, 1.0, -2e-9, 8.0, 1e-9, 1e-9],
+        [-0.4, -0.5, 1e-9, 12.0, -1e-9, 2e-9])]
+    reference = getattr(torch.optim, name)
+    for device in DEVICES:
+        for kwargs in configs:
+            got = kernel.probe(FIRST_STEPS.replace("CLASS", name), start=start, grads=grads,
+                               kwargs=kwargs, device=device)
+            assert_not_delegating(got, name)
+            p = torch.nn.Parameter(start.clone())
+            opt = reference([p], **kwargs, foreach=False)
+            for k, g in enumerate(grads):
+                p.grad = g.clone()
+                opt.step()
+                moved = (p.detach() - start).abs().max().item()
+                try:
+                    assert_close(got["after"][k].cpu(), p.detach(), rtol=1e-12,
+                                 atol=1e-9 * moved,
+                                 name=f"p after step {k + 1} of {name}(**{kwargs}) on {device}")
+                except AssertionError as error:
+                    raise AssertionError(f"{error}. Check: {HINTS[name][min(k, 1)]}") from None
+
+
+INVALID = """
+import math
+errors = []
+p = [torch.nn.Parameter(torch.zeros(3))]
+for kw in cases:
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    try:
+        CLASS(p, **kw)
+        errors.append("no error")
+    except ValueError:
+        errors.append("ValueError")
+    except Exception as e:
+        errors.append(type(e).__name__)
+defaults = {k: (list(v) if isinstance(v, tuple) else v) for k, v in CLASS(p).defaults.items()}
+result = {"errors": errors, "defaults": defaults}
+"""
+
+
+def check_hyperparameters(kernel, name: str, torch_name: str, cases, defaults) -> None:
+    """Invalid hyper-parameters raise ValueError, as torch's do (checked here on torch too);
+    the defaults are the issue's."""
+    got = kernel.probe(INVALID.replace("CLASS", name), cases=cases)
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    for kw, outcome in zip(cases, got["errors"], strict=True):
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+        try:
+            getattr(torch.optim, torch_name)(p, **kw)
+            raise RuntimeError(f"torch.optim.{torch_name} accepts {kw}: fix the check")
+        except ValueError:
+            pass
+        assert_equal(outcome, "ValueError", name=f"{name}(params, **{kw}) (torch raises "
+                     "ValueError for it)")
+    for key, value in defaults.items():
+        assert_equal(got["defaults"].get(key), value, name=f"{name}'s default {key}")
+
+
+# -- SGD ----------------------------------------------------------------------------------------
+SGD_CONFIGS = [
+    ({}, [{}, {}], 1.0),  # the defaults: lr 1e-3, no momentum
+    ({"lr": 0.05, "momentum": 0.9}, [{}, {"lr": 0.02, "momentum": 0.5}], 1.0),
+    ({"lr": 0.03, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05},
+     [{}, {"momentum": 0.95, "weight_decay": 0.0}], 1.0),
+    ({"lr": 0.04, "weight_decay": 0.1}, [{"momentum": 0.7}, {}], 1.0),
+]
+
+
+@checks.test("sgd-tests", forbid=FORBID)
+def sgd_first_steps(kernel):
+    first_steps(kernel, "SGD", [{"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1},
+                                 {"lr": 0.1, "momentum": 0.9, "nesterov": True}])
+
+
+@checks.test("sgd-tests", forbid=FORBID)
+def sgd_matches_torch(kernel):
+    compare_runs(kernel, "SGD", "SGD", SGD_CONFIGS, seed=11)
+
+
+@checks.test("sgd-tests", forbid=FORBID)
+def sgd_hyperparameters(kernel):
+    check_hyperparameters(kernel, "SGD", "SGD",
+                          [{"lr": -0.1}, {"momentum": -0.5}, {"weight_decay": -1e-3},
+                           {"nesterov": True}, {"nesterov": True, "momentum": 0.0}],
+                          {"lr": 1e-3, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
+
+
+# -- Adagrad ------------------------------------------------------------------------------------
+ADAGRAD_CONFIGS = [
+    ({}, [{}, {}], 1.0),
+    ({"lr": 0.05, "weight_decay": 0.02}, [{"eps": 1e-6}, {"lr": 0.1}], 1.0),
+    ({"lr": 0.05}, [{"eps": 1e-8}, {"weight_decay": 0.1}], 1e-9),  # eps ~ sqrt(sum of g^2)
+]
+
+
+@checks.test("adagrad-tests", forbid=FORBID)
+def adagrad_first_steps(kernel):
+    first_steps(kernel, "Adagrad", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.1}])
+
+
+@checks.test("adagrad-tests", forbid=FORBID)
+def adagrad_matches_torch(kernel):
+    compare_runs(kernel, "Adagrad", "Adagrad", ADAGRAD_CONFIGS, seed=12)
+
+
+@checks.test("adagrad-tests", forbid=FORBID)
+def adagrad_hyperparameters(kernel):
+    check_hyperparameters(kernel, "Adagrad", "Adagrad",
+                          [{"lr": -1e-2}, {"eps": -1e-10}, {"weight_decay": -0.1}],
+                          {"lr": 1e-2, "eps": 1e-10, "weight_decay": 0.0})
+
+
+# -- RMSprop ------------------------------------------------------------------------------------
+RMSPROP_CONFIGS = [
+    ({}, [{}, {}], 1.0),
+    ({"lr": 3e-3, "alpha": 0.9, "weight_decay": 0.01}, [{}, {"alpha": 0.999, "lr": 1e-3}], 1.0),
+    ({"lr": 1e-3, "eps": 1e-9}, [{"weight_decay": 0.1}, {"alpha": 0.95}], 1e-9),
+]
+
+
+@checks.test("rmsprop-tests", forbid=FORBID)
+def rmsprop_first_steps(kernel):
+    first_steps(kernel, "RMSprop", [{"lr": 0.01, "alpha": 0.9, "eps": 1e-9, "weight_decay": 0.1}])
+
+
+@checks.test("rmsprop-tests", forbid=FORBID)
+def rmsprop_matches_torch(kernel):
+    compare_runs(kernel, "RMSprop", "RMSprop", RMSPROP_CONFIGS, seed=13)
+
+
+@checks.test("rmsprop-tests", forbid=FORBID)
+def rmsprop_hyperparameters(kernel):
+    check_hyperparameters(kernel, "RMSprop", "RMSprop",
+                          [{"lr": -1e-2}, {"eps": -1e-8}, {"weight_decay": -0.1},
+                           {"alpha": -0.5}],
+                          {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0})
+
+
+# -- Adam and AdamW -----------------------------------------------------------------------------
+ADAM_CONFIGS = [
+    ({}, [{}, {}], 1.0),
+    ({"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.05}, [{}, {"lr": 0.003}], 1.0),
+    ({"lr": 0.005, "eps": 1e-9}, [{"betas": (0.5, 0.9)}, {"weight_decay": 0.1}], 1e-9),
+]
+BAD_ADAM = [{"lr": -1e-3}, {"eps": -1e-8}, {"betas": (1.0, 0.999)}, {"betas": (0.9, -0.1)},
+            {"betas": (-0.1, 0.999)}, {"betas": (0.9, 1.0)}, {"weight_decay": -1e-2}]
+
+
+@checks.test("adam-tests", forbid=FORBID)
+def adam_first_steps(kernel):
+    first_steps(kernel, "Adam", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.1}])
+
+
+@checks.test("adam-tests", forbid=FORBID)
+def adam_matches_torch(kernel):
+    compare_runs(kernel, "Adam", "Adam", ADAM_CONFIGS, seed=14)
+
+
+@checks.test("adam-tests", forbid=FORBID)
+def adam_hyperparameters(kernel):
+    check_hyperparameters(kernel, "Adam", "Adam", BAD_ADAM,
+                          {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0})
+
+
+ADAMW_CONFIGS = [
+    ({}, [{}, {}], 1.0),  # default weight decay 1e-2, decoupled
+    ({"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.5}, [{}, {"lr": 0.003}], 1.0),
+    ({"lr": 0.005, "eps": 1e-9, "weight_decay": 0.2}, [{"betas": (0.5, 0.9)},
+                                                      {"weight_decay": 0.0}], 1e-9),
+]
+
+
+@checks.test("decoupled-adamw-tests", forbid=FORBID)
+def adamw_first_steps(kernel):
+    first_steps(kernel, "AdamW", [{"lr": 0.1, "eps": 1e-9, "weight_decay": 0.5}])
+
+
+@checks.test("decoupled-adamw-tests", forbid=FORBID)
+def adamw_matches_torch(kernel):
+    compare_runs(kernel, "AdamW", "AdamW", ADAMW_CONFIGS, seed=15)
+
+
+@checks.test("decoupled-adamw-tests", forbid=FORBID)
+def adamw_hyperparameters(kernel):
+    check_hyperparameters(kernel, "AdamW", "AdamW", BAD_ADAM,
+                          {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
+                           "weight_decay": 1e-2})
+
