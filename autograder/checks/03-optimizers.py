@@ -20,8 +20,8 @@ comparable to sqrt(v), so a misplaced eps changes the steps by factors, not by r
 Delegation. Calling, subclassing or wrapping a torch optimizer earns nothing, however it is
 reached: (1) ``forbid`` rejects code that names torch's optimizer modules and functions
 (``torch.optim.adam``, ``torch.optim._functional``, ``_single_tensor_adam``, ``torch._fused_adam_``
-...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name, ``exec``,
-``importlib``, ...; see gradschool.grader.hidden); (2) the probe fails a class that has any
+...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name,
+``exec``, ``importlib``, ...; see gradschool.instructor.hidden_checks); (2) the probe fails a class that has any
 ``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
 optimizer's ``__init__`` and ``step`` and every functional kernel in ``torch.optim.<module>`` is
 wrapped by a tripwire: constructing or stepping a torch optimizer (e.g. one stored inside the
@@ -33,7 +33,7 @@ exercise uses them).
 import torch
 
 from gradschool.checks import assert_close, assert_equal
-from gradschool.grader import HiddenChecks
+from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -175,7 +175,7 @@ def own_code(nb, test_id: str) -> list[str]:
     exercise = test_id.removesuffix("-tests")
     unlocked = [c for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
     added = [c.source for c in unlocked if grade_id(c) is None]
-    matching = [c.source for c in unlocked if (grade_id(c) or "").startswith(exercise)]
+    matching = [c.source for c in unlocked if (grade_id(c) or "").startswith(exercise + "-")]
     return matching + added if matching else [c.source for c in unlocked]
 
 
