@@ -304,7 +304,7 @@ def test_solution_in_the_student_notebook_gets_full_marks(tmp_path):
     statuses = {t["id"]: t["status"] for t in report["tests"]}
     assert [statuses[m] for m in MANUAL] == ["manual"] * len(MANUAL), statuses
     assert all(s == "passed" for i, s in statuses.items() if i not in MANUAL), statuses
-    assert report["score"] == report["max_score"] - 2 * len(MANUAL) > 0
+    assert report["score"] == report["max_score"] == 25  # the written answers wait for a person
     assert set(results_by_function(report, ASSIGNMENT)) == set(FUNCTIONS)
 
 

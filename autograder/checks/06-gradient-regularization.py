@@ -328,10 +328,11 @@ first = [p.grad.clone() for p in params if p.grad is not None]
 again = add_gradient_noise_(params, step, eta=eta, gamma=gamma, generator=gen)
 second = [p.grad.clone() for p in params if p.grad is not None]
 rng_after = torch.random.get_rng_state()
-replay = [torch.full(s, 5.0, dtype=dtype, device=device) for s in shapes if s != [1]]
-twin = [torch.nn.Parameter(torch.zeros_like(t)) for t in replay]
-for p, t in zip(twin, replay):
-    p.grad = t
+twin = []
+for shape in shapes:  # the same parameters again, drawn with a fresh generator of the same seed
+    p = torch.nn.Parameter(torch.zeros(shape, dtype=dtype, device=device))
+    p.grad = None if shape == [1] else torch.full(shape, 5.0, dtype=dtype, device=device)
+    twin.append(p)
 add_gradient_noise_(twin, step, eta=eta, gamma=gamma,
                     generator=torch.Generator(device).manual_seed(seed))
 torch.manual_seed(seed)
@@ -343,7 +344,8 @@ glob2.grad = torch.zeros_like(glob2)
 torch.manual_seed(seed)
 add_gradient_noise_([glob2], step, eta=eta, gamma=gamma)
 result = {"sigma": sigma, "sigma_type": type(sigma).__name__, "again": again,
-          "first": first, "second": second, "twin": [p.grad for p in twin],
+          "first": first, "second": second,
+          "twin": [p.grad for p in twin if p.grad is not None],
           "rng_untouched": torch.equal(rng_before, rng_after),
           "params_zero": all(bool((p.detach() == 0).all()) for p in params),
           "none_kept": params[1].grad is None,
