@@ -21,8 +21,8 @@ Delegation. Calling, subclassing or wrapping a torch optimizer earns nothing, ho
 reached: (1) ``forbid`` rejects code that names torch's optimizer modules and functions
 (``torch.optim.adam``, ``torch.optim._functional``, ``_single_tensor_adam``, ``torch._fused_adam_``
 ...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name,
-``exec``, ``importlib``, ...; see gradschool.instructor.hidden_checks); (2) the probe fails a class that has any
-``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
+``exec``, ``importlib``, ...; see gradschool.instructor.hidden_checks); (2) the probe fails a
+class that has any ``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
 optimizer's ``__init__`` and ``step`` and every functional kernel in ``torch.optim.<module>`` is
 wrapped by a tripwire: constructing or stepping a torch optimizer (e.g. one stored inside the
 student's) or calling torch's update functions fails the test. ``torch._foreach_*`` ops are
