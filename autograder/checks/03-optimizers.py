@@ -17,18 +17,17 @@ step off, weight decay in the wrong place, momentum as an EMA, Nesterov wrong) m
 parameters by more than 1e-4 of that distance. The runs with gradients of order 1e-9 make eps
 comparable to sqrt(v), so a misplaced eps changes the steps by factors, not by rounding.
 
-Delegation. Calling, subclassing or wrapping a torch optimizer earns nothing, however it is
-reached: (1) ``forbid`` rejects code that names torch's optimizer modules and functions
+Delegation. Calling, subclassing or wrapping a torch optimizer earns nothing, however it is reached:
+(1) ``forbid`` rejects code that names torch's optimizer modules and functions
 (``torch.optim.adam``, ``torch.optim._functional``, ``_single_tensor_adam``, ``torch._fused_adam_``
-...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name,
-``exec``, ``importlib``, ...; see gradschool.instructor.hidden_checks); (2) the probe fails a
-class that has any ``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
+...), ``__subclasses__``, or reaches names dynamically (``getattr`` with a computed name, ``exec``,
+``importlib``, ...; see gradschool.instructor.hidden_checks); (2) the probe fails a class that has
+any ``torch.optim`` class but ``Optimizer`` among its bases; (3) during the probe, every torch
 optimizer's ``__init__`` and ``step`` and every functional kernel in ``torch.optim.<module>`` is
 wrapped by a tripwire: constructing or stepping a torch optimizer (e.g. one stored inside the
-student's) or calling torch's update functions fails the test. ``torch._foreach_*`` ops are
-allowed: they are elementwise arithmetic on lists of tensors, not an optimizer (the stretch
-exercise uses them).
-"""
+student's) or calling torch's update functions fails the test. ``torch._foreach_*`` ops are allowed:
+they are elementwise arithmetic on lists of tensors, not an optimizer (the stretch exercise uses
+them). """
 
 import torch
 
