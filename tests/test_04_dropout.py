@@ -130,6 +130,8 @@ def dropout(x, p=0.5, training=True, generator=None):
 """, "generator"),
         "classic_dropout": ("""
 def classic_dropout(x, p=0.5, training=True, generator=None):
+    if not 0 <= p <= 1:
+        raise ValueError(p)
     if not training:
         return torch.dropout(x, p, False) * (1 - p)
     seed = int(torch.randint(2**62, (), generator=generator, device=x.device))
