@@ -26,7 +26,7 @@ from gradschool.checks import (
     normal_mean_std_test,
     uniform_bounds_test,
 )
-from gradschool.grader import HiddenChecks
+from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gradschool.checks import assert_close, assert_equal, bernoulli_rate_test
-from gradschool.grader import HiddenChecks
+from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
