@@ -142,7 +142,7 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                     if outcome.status not in ("ok", "error"):
                         casualty = outcome
                     continue
-                kernel.timeout = budget  # each hidden check's probes: the test cell's budget
+                kernel.timeout = budgets.checks(_grade_id(cell))  # each probe of its checks
                 verdict = self._verdict(_grade_id(cell), outcome, kernel, checks,
                                         own_code(nb, _grade_id(cell)))
                 kernel.timeout = self.timeout
