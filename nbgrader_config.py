@@ -38,23 +38,23 @@ c.GenerateAssignment.preprocessors = [
     "nbgrader.preprocessors.ClearMarkScheme",
     "nbgrader.preprocessors.ComputeChecksums",
     "nbgrader.preprocessors.CheckCellMetadata",
-    "gradschool.release.TagCellsThatMayRaise",
+    "gradschool.instructor.release.TagCellsThatMayRaise",
 ]
 
 # Autograding runs the hidden checks of autograder/checks/<assignment>.py in the grader's own
-# process, never in the student's kernel (see src/gradschool/grader/preprocessors.py), and
+# process, never in the student's kernel (see src/gradschool/instructor/preprocessors.py), and
 # puts back test cells a student deleted, edited or turned into Markdown.
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "gradschool.grader.preprocessors.NoteTamperedTests",
+    "gradschool.instructor.preprocessors.NoteTamperedTests",
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "gradschool.grader.preprocessors.GradeOutsideTheKernel",
+    "gradschool.instructor.preprocessors.GradeOutsideTheKernel",
     "nbgrader.preprocessors.IgnorePattern",
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",

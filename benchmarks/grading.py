@@ -29,9 +29,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from gradschool.batch import grade_all
-from gradschool.course import Course
-from gradschool.grading import grade_notebook
+from gradschool.instructor.course import Course
+from gradschool.instructor.grade import grade_notebook
+from gradschool.instructor.grade_all import grade_all
 
 HANG = "\n\ndef {name}(*args, **kwargs):  # never returns\n    while True:\n        pass\n"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 from conftest import ROOT, gradschool
 
+from gradschool.cells import grade_id, is_solution_cell
+
 DEFINITION = re.compile(r"^(?:def|class) (\w+)\b", flags=re.M)
 
 
@@ -29,13 +31,9 @@ def release_notebook(assignment: str) -> Path:
     return ROOT / "course" / assignment / f"{assignment}.ipynb"
 
 
-def _is_solution(cell) -> bool:
-    return cell.cell_type == "code" and bool(cell.metadata.get("nbgrader", {}).get("solution"))
-
-
 def solution_cells(nb) -> dict[str, int]:
     """Name of each top-level function or class a solution cell defines -> that cell's index."""
-    return {name: i for i, cell in enumerate(nb.cells) if _is_solution(cell)
+    return {name: i for i, cell in enumerate(nb.cells) if is_solution_cell(cell)
             for name in DEFINITION.findall(cell.source)}
 
 
@@ -80,7 +78,7 @@ def results_by_function(report: dict, assignment: str) -> dict[str, dict]:
     tests = {t["id"]: t for t in report["tests"]}
     out = {}
     for name, i in solution_cells(nb).items():
-        following = (c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells[i + 1:])
+        following = (grade_id(c) for c in nb.cells[i + 1:])
         found = next((g for g in following if g in tests), None)
         if found is not None:
             out[name] = tests[found]

@@ -11,10 +11,6 @@ from scipy import stats
 from torch import nn
 
 from gradschool.checks import (
-    _bernstein_halfwidth,
-    _chi2_ratio_bounds,
-    _kl_bernoulli,
-    _solve_increasing,
     assert_close,
     assert_equal,
     assert_generator_reproducible,
@@ -24,6 +20,12 @@ from gradschool.checks import (
     normal_mean_std_test,
     report,
     uniform_bounds_test,
+)
+from gradschool.checks.stats import (
+    _bernstein_halfwidth,
+    _chi2_ratio_bounds,
+    _kl_bernoulli,
+    _solve_increasing,
 )
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gradschool import collect as collect_module
-from gradschool.collect import Submission, collect
-from gradschool.course import CourseError
+from gradschool.instructor import collect as collect_module
+from gradschool.instructor.collect import Submission, collect
+from gradschool.instructor.course import CourseError
 
 EARLY = (2024, 3, 1, 10, 0, 0)
 LATE = (2024, 3, 2, 9, 30, 0)

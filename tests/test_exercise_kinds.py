@@ -6,12 +6,8 @@ loses exactly its own exercise's points, with a message that says why.
 
 from __future__ import annotations
 
-import json
-
-import nbformat
 import pytest
-from conftest import gradschool
-from kinds.course import ASSIGNMENT, make_course, notebook
+from kinds.course import grade, make_course
 from kinds.solutions import POINTS, SOLUTIONS
 
 
@@ -61,21 +57,6 @@ def course(tmp_path_factory):
     return make_course(tmp_path_factory.mktemp("kinds-course"))
 
 
-def grade(course, code: dict[str, str] | None = None, timeout: int = 20) -> dict:
-    """Grade the 'kinds' notebook with ``code`` in its solution cells; return the JSON report."""
-    path = course / "submission.ipynb"
-    nbformat.write(notebook(code), path)
-    result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json",
-                        "--timeout", str(timeout), cwd=course)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "", result.stderr  # the kernel's noise stays out of the grader's
-    return json.loads(result.stdout)
-
-
-def _by_exercise(report: dict) -> dict[str, dict]:
-    return {t["id"].removesuffix("-tests"): t for t in report["tests"]}
-
-
 def test_reference_solutions_get_full_marks(course):
     report = grade(course)
     assert report["score"] == report["max_score"] == sum(POINTS.values())
@@ -86,6 +67,6 @@ def test_reference_solutions_get_full_marks(course):
 def test_each_wrong_implementation_loses_its_points(course, table):
     report = grade(course, {name: code for name, (code, _) in table.items()})
     assert report["score"] == 0, report
-    for exercise, test in _by_exercise(report).items():
+    for exercise, test in report["by_exercise"].items():
         assert test["status"] == "failed", test
         assert table[exercise][1] in test["message"], test

@@ -17,6 +17,8 @@ from conftest import gradschool
 from submissions import fill_in, reference_code
 from test_grading import ASSIGNMENT, CONSTANT, COUNT, RANDOM, WRONG
 
+from gradschool.cells import grade_id
+
 TESTS = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests", RANDOM: "random-init-tests"}
 
 WRONG_CODE = WRONG["top-level-only/variance-as-std/rounding"]  # the wrong code hidden checks catch
@@ -93,7 +95,7 @@ def _tampered(tmp_path, code: dict[str, str]) -> dict:
     """Grade ``code`` with the constant test deleted, the count test emptied and the random test
     turned into Markdown."""
     nb = fill_in(ASSIGNMENT, code)
-    ids = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    ids = {grade_id(c): c for c in nb.cells}
     ids[TESTS[COUNT]].source = "pass  # all good"
     ids[TESTS[RANDOM]].cell_type = "markdown"
     del ids[TESTS[RANDOM]]["outputs"], ids[TESTS[RANDOM]]["execution_count"]

@@ -7,9 +7,8 @@ points, and the batch goes on. Several attacks share a submission to keep the su
 from __future__ import annotations
 
 import pytest
-from kinds.course import make_course
+from kinds.course import grade, make_course
 from kinds.solutions import SOLUTIONS
-from test_exercise_kinds import _by_exercise, grade
 
 TIMEOUT = 8  # seconds per cell and probe; the slowest probe of 'kinds' takes well under 1 s
 
@@ -56,7 +55,7 @@ def course(tmp_path_factory):
 def test_kernel_attacks_get_a_status_and_cost_only_their_points(course, case):
     code, expected = CASES[case]
     report = grade(course, code, timeout=TIMEOUT)
-    tests = _by_exercise(report)
+    tests = report["by_exercise"]
     assert {name: t["status"] for name, t in tests.items()} == expected, report
     for test in tests.values():
         assert test["score"] == (test["max_score"] if test["status"] == "passed" else 0), test

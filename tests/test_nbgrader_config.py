@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-from gradschool.course import Course
+from gradschool.instructor.course import Course
 
 PROBE = """
 import json
@@ -33,7 +33,7 @@ def test_nbgrader_reads_the_course_layout_from_the_repo_root():
     for key in ("submitted", "autograded", "feedback"):
         assert seen[key].startswith("autograder/"), (key, seen[key])
     assert seen["db_url"] == f"sqlite:///{ROOT}/autograder/gradebook.db"
-    assert seen["preprocessors"][-1] == "gradschool.release.TagCellsThatMayRaise"
+    assert seen["preprocessors"][-1] == "gradschool.instructor.release.TagCellsThatMayRaise"
 
 
 def test_runtime_folders_are_git_ignored():

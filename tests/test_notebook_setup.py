@@ -9,8 +9,8 @@ import torch
 
 matplotlib.use("Agg")
 
-from gradschool import notebook  # noqa: E402
-from gradschool.notebook import (  # noqa: E402
+from gradschool import notebook
+from gradschool.notebook import (
     fair_numerics,
     pick_device,
     plot_defaults,

@@ -4,16 +4,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from gradschool.data import quadratic, rosenbrock  # noqa: E402
-from gradschool.plots import heatmap, layer_histograms, learning_curves, trajectories_2d  # noqa: E402
-from gradschool.training import History  # noqa: E402
+from gradschool.data import quadratic, rosenbrock
+from gradschool.plots import heatmap, layer_histograms, learning_curves, trajectories_2d
+from gradschool.training import History
 
 
 @pytest.fixture(autouse=True)

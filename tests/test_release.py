@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from conftest import ROOT, gradschool
 
-from gradschool.release import MAY_RAISE_TAG, TagCellsThatMayRaise
+from gradschool.instructor.release import MAY_RAISE_TAG, TagCellsThatMayRaise
 
 RELEASED = sorted((ROOT / "course").glob("*/*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("*/*.ipynb"))

@@ -1,5 +1,5 @@
 """Attacks on the grader from inside a submission, on the small 'kinds' assignment: each one is
-graded in the sandbox (see gradschool.grader.sandbox) and the damage is checked from outside.
+graded in the sandbox (see gradschool.instructor.sandbox) and the damage is checked from outside.
 
 An attack reports what it managed through the grade: where it succeeds (a secret read, a
 connection made, more processes than the limit) its exercise is answered wrongly and loses its
@@ -25,7 +25,7 @@ from kinds.course import ASSIGNMENT, make_course, notebook
 from kinds.solutions import SOLUTIONS
 from test_exercise_kinds import _by_exercise
 
-from gradschool.grader.budgets import CELL_FLOOR, NOTEBOOK_FACTOR, NOTEBOOK_SLACK, load_budgets
+from gradschool.instructor.budgets import CELL_FLOOR, NOTEBOOK_FACTOR, NOTEBOOK_SLACK, load_budgets
 
 TMP_SIZE_MB = 16  # the sandbox's /tmp in these tests
 WRONG = "\n        return None  # the attack worked: lose the points\n"
@@ -298,8 +298,8 @@ def test_no_sandbox_warns_and_is_recorded(course, tmp_path):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the sandbox is Linux only")
 def test_grading_kernel_in_the_sandbox_sees_no_course(tmp_path):
-    from gradschool.grader import GradingKernel
-    from gradschool.grader.sandbox import Sandbox
+    from gradschool.instructor import GradingKernel
+    from gradschool.instructor.sandbox import Sandbox
 
     (tmp_path / "data.txt").write_text("the submission's own file")
     nb = nbformat.v4.new_notebook()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from gradschool.checks import assert_equal, bernoulli_rate_test, normal_mean_std_test
-from gradschool.grader import HiddenChecks
+from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

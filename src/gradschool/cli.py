@@ -9,8 +9,11 @@
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
-runs anywhere. Problems a user can fix
-(a missing file, an unknown assignment) end with one line on stderr and exit status 2.
+runs anywhere. Problems a user can fix (a missing file, an unknown assignment, the instructor
+tools not installed) end with one line on stderr and exit status 2.
+
+``check`` is the student's command and imports only the student side; the instructor commands
+import :mod:`gradschool.instructor` (nbgrader) when they run.
 """
 
 from __future__ import annotations
@@ -20,14 +23,11 @@ import os
 import sys
 from pathlib import Path
 
-from gradschool.batch import grade_all
-from gradschool.check import report, run_visible_tests
-from gradschool.course import Course, CourseError
-from gradschool.grader.budgets import record_timings, timings_path
-from gradschool.grader.sandbox import Sandbox, SandboxError, check_sandbox
-from gradschool.grading import grade_notebook
-from gradschool.release import release, release_differences
+from gradschool.errors import UserError
+from gradschool.visible_tests import report, run_visible_tests
 
+INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
+                    "pip install 'gradschool[instructor]' (or run `make test` once)")
 NO_SANDBOX_WARNING = ("gradschool: WARNING: grading without the sandbox (--no-sandbox): the "
                       "submissions' code runs as you, with your files and network")
 
@@ -77,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _release(course: Course, args: argparse.Namespace) -> int:
+def _release(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.budgets import record_timings, timings_path
+    from gradschool.instructor.release import release, release_differences
+    from gradschool.instructor.sandbox import Sandbox
+
     ids = args.ids or course.assignments()
     for assignment_id in ids:
         course.check_assignment(assignment_id)
@@ -88,7 +92,7 @@ def _release(course: Course, args: argparse.Namespace) -> int:
             try:
                 path = record_timings(course.source_notebook(assignment_id), checks, Sandbox())
             except RuntimeError as exc:
-                raise CourseError(str(exc)) from None
+                raise UserError(str(exc)) from None
             print(f"recorded {course.relative(path)}")
         return 0
     if not args.check:
@@ -98,27 +102,31 @@ def _release(course: Course, args: argparse.Namespace) -> int:
     problems = release_differences(course, ids)
     for line in problems:
         print(line)
-    if not problems:
-        print(f"course/ is up to date with solutions/ ({', '.join(ids)})")
     for assignment_id in ids:  # a note, never a failure: timings differ between machines
         if not timings_path(checks, assignment_id).is_file():
             print(f"note: no reference timings for {assignment_id}, grading uses flat time "
                   f"limits (gradschool release --timings {assignment_id})")
+    if not problems:
+        print(f"course/ is up to date with solutions/ ({', '.join(ids)})")
     return 1 if problems else 0
 
 
 def _sandbox(disabled: bool) -> None:
     """Warn when the sandbox is off; else stop with one line when it cannot run here."""
+    from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
+
     if disabled:
         print(NO_SANDBOX_WARNING, file=sys.stderr)
         return
     try:
         check_sandbox(Sandbox())
     except SandboxError as exc:
-        raise CourseError(str(exc)) from None
+        raise UserError(str(exc)) from None
 
 
-def _grade(course: Course, args: argparse.Namespace) -> int:
+def _grade(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.grade import grade_notebook
+
     _sandbox(args.no_sandbox)
     report = grade_notebook(course, args.path, args.assignment, args.timeout,
                             sandbox=not args.no_sandbox)
@@ -126,11 +134,13 @@ def _grade(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
-def _grade_all(course: Course, args: argparse.Namespace) -> int:
+def _grade_all(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.grade_all import grade_all
+
     if args.workers < 1:
-        raise CourseError("--workers must be at least 1")
-    out = args.out or course.root / "autograder" / "grade-all" / args.assignment
+        raise UserError("--workers must be at least 1")
     _sandbox(args.no_sandbox)
+    out = args.out or course.root / "autograder" / "grade-all" / args.assignment
     print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
                     pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox))
     return 0
@@ -147,10 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
-        course = Course.at()
+        try:
+            from gradschool.instructor.course import Course
+        except ModuleNotFoundError as exc:
+            if exc.name != "nbgrader" and not (exc.name or "").startswith("nbgrader."):
+                raise
+            raise UserError(INSTRUCTOR_EXTRA) from None
         commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
-        return commands[args.command](course, args)
-    except CourseError as exc:
+        return commands[args.command](Course.at(), args)
+    except UserError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

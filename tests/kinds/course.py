@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import nbformat
+from conftest import gradschool
 
 from kinds.solutions import POINTS, SETUP, SOLUTIONS, VISIBLE
 
@@ -50,3 +52,17 @@ def make_course(root: Path) -> Path:
     (root / "autograder" / "checks").mkdir(parents=True)
     shutil.copy(HERE / "checks.py", root / "autograder" / "checks" / f"{ASSIGNMENT}.py")
     return root
+
+
+def grade(course: Path, code: dict[str, str] | None = None, timeout: int = 20) -> dict:
+    """Grade the notebook with ``code`` in its solution cells in ``course``; return the JSON
+    report, by exercise: {exercise: its test's result}."""
+    path = course / "submission.ipynb"
+    nbformat.write(notebook(code), path)
+    result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json",
+                        "--timeout", str(timeout), cwd=course)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr  # the kernel's noise stays out of the grader's
+    report = json.loads(result.stdout)
+    report["by_exercise"] = {t["id"].removesuffix("-tests"): t for t in report["tests"]}
+    return report

@@ -13,7 +13,7 @@ from pathlib import Path
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from gradschool.grading import read_notebook
+from gradschool.cells import grade_id, is_test_cell, points, read_notebook
 
 
 @dataclass
@@ -49,16 +49,10 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
     except DeadKernelError:
         problem = "the kernel died while running the notebook"
     results = []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            ran = cell.get("execution_count") is not None
-            message = _first_error(cell) if ran else "did not run"
-            results.append(
-                VisibleTest(
-                    meta["grade_id"], float(meta.get("points", 0)), ran and not message, message
-                )
-            )
+    for cell in filter(is_test_cell, nb.cells):
+        ran = cell.get("execution_count") is not None
+        message = _first_error(cell) if ran else "did not run"
+        results.append(VisibleTest(grade_id(cell), points(cell), ran and not message, message))
     return results, problem
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from gradschool.course import Course, CourseError
+from gradschool.cells import is_solution
+from gradschool.instructor.course import Course, CourseError
 
 MAY_RAISE_TAG = "raises-exception"
 
@@ -49,8 +50,7 @@ class TagCellsThatMayRaise(NbGraderPreprocessor):
             if cell.cell_type != "code":
                 continue
             bound, read = _names(ast.parse(transform(cell.source)))
-            is_solution = cell.metadata.get("nbgrader", {}).get("solution", False)
-            if is_solution or read & tainted:
+            if is_solution(cell) or read & tainted:
                 tainted |= bound
                 tags = cell.metadata.setdefault("tags", [])
                 if MAY_RAISE_TAG not in tags:

@@ -6,7 +6,7 @@
 - :class:`NoteTamperedTests` (sanitize step, before nbgrader's ``OverwriteCells``) records which
   test cells the submission deleted, edited or turned into Markdown; nbgrader then puts them back.
 - :class:`GradeOutsideTheKernel` replaces nbgrader's ``Execute``. It runs the notebook in a
-  :class:`~gradschool.grader.kernel.GradingKernel` and, right after each autograded test cell,
+  :class:`~gradschool.instructor.kernel.GradingKernel` and, right after each autograded test cell,
   runs that test's hidden checks (``autograder/checks/<assignment>.py``) in the grader's process.
   The test cell's outputs are then replaced by one verdict: a line on stdout when it passed, an
   error output whose message says what failed otherwise. nbgrader's ``SaveAutoGrades`` scores the
@@ -14,13 +14,11 @@
   the student's kernel change nothing, and no hidden test code ever reaches the feedback.
 
 The verdict is also stored in the cell's metadata, ``metadata.gradschool = {"status": ...,
-"message": ...}``, with status one of ``passed``, ``failed``, ``timeout``, ``kernel_died``,
-``out_of_memory``, ``restored`` (a test cell that was put back; the message says whether it
-passed) or ``grader_error`` (the hidden checks themselves are broken: no points, fix and regrade).
+"message": ...}``, the status a :class:`~gradschool.instructor.status.Status` of a test.
 
-The kernel runs in the sandbox of :mod:`gradschool.grader.sandbox` unless ``sandbox`` is False,
-under the time budgets of :mod:`gradschool.grader.budgets`; the notebook's metadata records both,
-``metadata.gradschool = {"sandbox": bool, "limits": "..."}``.
+The kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox` unless ``sandbox`` is
+False, under the time budgets of :mod:`gradschool.instructor.budgets`; the notebook's metadata
+records both, ``metadata.gradschool = {"sandbox": bool, "limits": "..."}``.
 """
 
 from __future__ import annotations
@@ -31,24 +29,17 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import NbGraderPreprocessor
-from nbgrader.utils import is_grade, is_locked, is_solution
 from traitlets import Bool, Integer, Unicode
 
-from gradschool.grader.budgets import load_budgets
-from gradschool.grader.hidden import HiddenChecks, delegation, load_checks
-from gradschool.grader.kernel import GradingKernel, Outcome, ProbeFailed
-from gradschool.grader.sandbox import Sandbox
+from gradschool.cells import VERDICT, grade_id, is_locked, is_test_cell, points
+from gradschool.instructor.budgets import load_budgets
+from gradschool.instructor.hidden_checks import HiddenChecks, delegation, load_hidden_checks
+from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.instructor.sandbox import Sandbox
+from gradschool.instructor.status import Status
 
+#: The notebook metadata key where NoteTamperedTests leaves what it found for the grader.
 RESTORED = "gradschool_restored"
-
-
-def is_test(cell) -> bool:
-    """An autograded test cell: a graded code cell that is not a solution."""
-    return cell.cell_type == "code" and is_grade(cell) and not is_solution(cell)
-
-
-def _grade_id(cell) -> str:
-    return cell.metadata["nbgrader"]["grade_id"]
 
 
 class NoteTamperedTests(NbGraderPreprocessor):
@@ -62,11 +53,7 @@ class NoteTamperedTests(NbGraderPreprocessor):
             solutions = {c.name for c in notebook.solution_cells}
             tests = {c.name for c in notebook.grade_cells if c.cell_type == "code"} - solutions
             originals = {c.name: c.source for c in notebook.source_cells if c.name in tests}
-        submitted = {
-            c.metadata["nbgrader"]["grade_id"]: c
-            for c in nb.cells
-            if "grade_id" in c.metadata.get("nbgrader", {})
-        }
+        submitted = {grade_id(c): c for c in nb.cells if grade_id(c) is not None}
         changes = {}
         for name, source in originals.items():
             cell = submitted.get(name)
@@ -101,7 +88,7 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
     ).tag(config=True)
     kernel_name = Unicode("python3", help="The kernel to grade in.").tag(config=True)
     calibrate = Bool(True, help="Time budgets from the solution's recorded timings (see "
-                     "gradschool.grader.budgets), capped by `timeout`; False: `timeout` per "
+                     "gradschool.instructor.budgets), capped by `timeout`; False: `timeout` per "
                      "cell and `notebook_timeout`.").tag(config=True)
     sandbox = Bool(True, help="Run the kernel in the bubblewrap sandbox (False: as the grader, "
                    "unsafe).").tag(config=True)
@@ -112,19 +99,20 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         assignment = resources["nbgrader"]["assignment"]
-        checks = load_checks(Path(self.checks_directory) / f"{assignment}.py")
+        hidden = load_hidden_checks(Path(self.checks_directory) / f"{assignment}.py")
         changes = nb.metadata.pop(RESTORED, {})
         budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
                                notebook_timeout=self.notebook_timeout,
                                override=not self.calibrate)
-        nb.metadata["gradschool"] = {"sandbox": self.sandbox, "limits": budgets.note}
+        nb.metadata[VERDICT] = {"sandbox": self.sandbox, "limits": budgets.note}
         deadline = time.monotonic() + budgets.notebook
         sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
         kernel = GradingKernel(
             nb, Path(resources["metadata"]["path"]), timeout=self.timeout,
             memory_limit_mb=self.memory_limit_mb, output_limit=self.output_limit,
             max_restarts=self.max_restarts, kernel_name=self.kernel_name,
-            replay=lambda i: not is_test(nb.cells[i]), sandbox=sandbox if self.sandbox else None,
+            replay=lambda i: not is_test_cell(nb.cells[i]),
+            sandbox=sandbox if self.sandbox else None,
         )
         casualty = None  # the last cell before this test that timed out or killed the kernel
         with kernel:
@@ -132,51 +120,52 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 cell = nb.cells[index]
                 if cell.cell_type != "code":
                     continue
-                budget = budgets.cell(cell.metadata.get("nbgrader", {}).get("grade_id"))
+                budget = budgets.cell(grade_id(cell))
                 if time.monotonic() > deadline:
-                    outcome = Outcome("timeout", f"not run: the notebook's time budget "
+                    outcome = Outcome(Status.TIMEOUT, f"not run: the notebook's time budget "
                                       f"({budgets.notebook:.0f} s) was used up")
                 else:
                     outcome = kernel.run_cell(index, timeout=budget)
-                if not is_test(cell):
-                    if outcome.status not in ("ok", "error"):
+                if not is_test_cell(cell):
+                    if outcome.status not in (Status.OK, Status.ERROR):
                         casualty = outcome
                     continue
-                kernel.timeout = budgets.checks(_grade_id(cell))  # each probe of its checks
-                verdict = self._verdict(_grade_id(cell), outcome, kernel, checks,
-                                        own_code(nb, _grade_id(cell)))
+                kernel.timeout = budgets.checks(grade_id(cell))  # each probe of its checks
+                verdict = self._verdict(grade_id(cell), outcome, kernel, hidden,
+                                        own_code(nb, grade_id(cell)))
                 kernel.timeout = self.timeout
-                if verdict.status == "failed" and casualty:  # e.g. a NameError: say why
+                if verdict.status == Status.FAILED and casualty:  # e.g. a NameError: say why
                     verdict = Outcome(casualty.status, f"an earlier cell did not finish "
                                       f"({casualty.message}); then {verdict.message}")
                 casualty = None
-                _write(cell, *_note_restoration(verdict, changes.get(_grade_id(cell))))
+                _write(cell, *_note_restoration(verdict, changes.get(grade_id(cell))))
         return nb, resources
 
     def _verdict(self, grade_id: str, outcome: Outcome, kernel: GradingKernel,
-                 checks: HiddenChecks, code: list[str]) -> Outcome:
-        if outcome.status == "error":
-            return Outcome("failed", outcome.message)
+                 hidden: HiddenChecks, code: list[str]) -> Outcome:
+        if outcome.status == Status.ERROR:
+            return Outcome(Status.FAILED, outcome.message)
         if not outcome.ok:
             return outcome
-        if not checks.checks.get(grade_id):
-            return Outcome("grader_error", f"no hidden checks for {grade_id}: tell the instructor")
-        misuse = delegation(code, checks.forbidden.get(grade_id, set()))
+        if not hidden.functions.get(grade_id):
+            return Outcome(Status.GRADER_ERROR,
+                           f"no hidden checks for {grade_id}: tell the instructor")
+        misuse = delegation(code, hidden.forbidden_names.get(grade_id, set()))
         if misuse:
-            return Outcome("failed", misuse)
-        for check in checks.checks[grade_id]:
+            return Outcome(Status.FAILED, misuse)
+        for check in hidden.functions[grade_id]:
             try:
                 check(kernel)
             except AssertionError as exc:
-                return Outcome("failed", _first_line(exc) or "a hidden check failed")
+                return Outcome(Status.FAILED, _first_line(exc) or "a hidden check failed")
             except ProbeFailed as exc:
-                status = "failed" if exc.outcome.status == "error" else exc.outcome.status
+                status = Status.FAILED if exc.outcome.status == Status.ERROR else exc.outcome.status
                 return Outcome(status, exc.outcome.message)
             except Exception as exc:  # noqa: BLE001 - the checks' own bug: say so, grade the rest
                 self.log.error("hidden check %s of %s crashed: %r", check.__name__, grade_id, exc)
-                return Outcome("grader_error", f"the hidden check {check.__name__} crashed "
+                return Outcome(Status.GRADER_ERROR, f"the hidden check {check.__name__} crashed "
                                f"({type(exc).__name__}): tell the instructor")
-        return Outcome("passed")
+        return Outcome(Status.PASSED)
 
 
 def own_code(nb, test_id: str) -> list[str]:
@@ -185,9 +174,8 @@ def own_code(nb, test_id: str) -> list[str]:
     every code cell the student added; all the student's code when no solution cell matches."""
     exercise = test_id.removesuffix("-tests")
     unlocked = [c for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
-    added = [c.source for c in unlocked if "grade_id" not in c.metadata.get("nbgrader", {})]
-    matching = [c.source for c in unlocked
-                if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith(exercise)]
+    added = [c.source for c in unlocked if grade_id(c) is None]
+    matching = [c.source for c in unlocked if (grade_id(c) or "").startswith(exercise)]
     return matching + added if matching else [c.source for c in unlocked]
 
 
@@ -197,24 +185,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _note_restoration(verdict: Outcome, change: str | None) -> tuple[Outcome, bool]:
+    passed = verdict.status == Status.PASSED
     if not change:
-        return verdict, verdict.status == "passed"
-    result = "passed" if verdict.status == "passed" else f"{verdict.status}: {verdict.message}"
+        return verdict, passed
+    result = "passed" if passed else f"{verdict.status}: {verdict.message}"
     message = f"this test cell was {change}; the original was put back and run: {result}"
-    return Outcome("restored", message), verdict.status == "passed"
+    return Outcome(Status.RESTORED, message), passed
 
 
 def _write(cell, verdict: Outcome, passed: bool) -> None:
     """Replace the outputs of test ``cell`` by the verdict nbgrader will score."""
-    points = cell.metadata["nbgrader"].get("points", 0)
+    worth = points(cell)
     if passed:
-        text = f"passed ({points:g}/{points:g} points)" + (
+        text = f"passed ({worth:g}/{worth:g} points)" + (
             f": {verdict.message}" if verdict.message else "")
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
     else:
-        name = {"failed": "TestFailed"}.get(verdict.status, "".join(
-            part.capitalize() for part in verdict.status.split("_")))
+        name = "TestFailed" if verdict.status == Status.FAILED else "".join(
+            part.capitalize() for part in str(verdict.status).split("_"))
         cell.outputs = [nbformat.v4.new_output(
             "error", ename=name, evalue=verdict.message,
-            traceback=[f"{name}: {verdict.message} (0/{points:g} points)"])]
-    cell.metadata["gradschool"] = {"status": verdict.status, "message": verdict.message}
+            traceback=[f"{name}: {verdict.message} (0/{worth:g} points)"])]
+    cell.metadata[VERDICT] = {"status": str(verdict.status), "message": verdict.message}

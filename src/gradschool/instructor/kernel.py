@@ -18,7 +18,7 @@ both ways through files written with ``torch.save`` and read back with ``torch.l
 weights_only=True)``: only tensors and plain Python values come back, never objects with methods
 of the submission's choosing, and every comparison happens in the grader's own process.
 
-With ``sandbox`` settings the kernel runs in the sandbox of :mod:`gradschool.grader.sandbox`
+With ``sandbox`` settings the kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox`
 (its working folder is then a private copy of ``cwd``, and the probe files go through the
 sandbox's exchange folder); without, it runs as the grader, in ``cwd``.
 """
@@ -43,7 +43,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
-from gradschool.grader.sandbox import Sandbox, SandboxedKernelManager
+from gradschool.instructor.sandbox import Sandbox, SandboxedKernelManager
 
 #: How long an interrupted kernel gets to come back before it is killed, in seconds.
 INTERRUPT_GRACE = 5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from gradschool.grader import delegation, load_checks
-from gradschool.grader.preprocessors import own_code
+from gradschool.instructor import delegation, load_hidden_checks
+from gradschool.instructor.preprocessors import own_code
 
 FORBID = {"Adam", "adam"}
 
@@ -59,4 +59,4 @@ def test_a_checks_file_without_checks_is_refused(tmp_path):
     path = tmp_path / "01-x.py"
     path.write_text("checks = {}\n")
     with pytest.raises(TypeError, match="checks = HiddenChecks"):
-        load_checks(path)
+        load_hidden_checks(path)

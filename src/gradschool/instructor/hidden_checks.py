@@ -3,7 +3,7 @@
 An assignment's hidden checks live in ``autograder/checks/<assignment>.py`` (never released,
 never installed). That file defines ``checks = HiddenChecks()`` and registers, for every
 autograded test cell of the notebook, one or more functions that receive the submission's
-:class:`~gradschool.grader.kernel.GradingKernel`::
+:class:`~gradschool.instructor.kernel.GradingKernel`::
 
     checks = HiddenChecks()
 
@@ -42,23 +42,25 @@ DYNAMIC = {"exec", "eval", "compile", "__import__", "importlib", "globals", "var
 
 @dataclass
 class HiddenChecks:
-    """grade_id -> the checks of that test cell, and the names its exercise must not use."""
+    """The hidden checks of one assignment, by the grade_id of the test cell they grade."""
 
-    checks: dict[str, list[Check]] = field(default_factory=dict)
-    forbidden: dict[str, set[str]] = field(default_factory=dict)
+    #: grade_id -> the check functions of that test cell, run in order.
+    functions: dict[str, list[Check]] = field(default_factory=dict)
+    #: grade_id -> the names the exercise of that test cell must not use.
+    forbidden_names: dict[str, set[str]] = field(default_factory=dict)
 
     def test(self, grade_id: str, *, forbid: Iterable[str] = ()) -> Callable[[Check], Check]:
         """Decorator: register a check of test cell ``grade_id``."""
 
         def register(check: Check) -> Check:
-            self.checks.setdefault(grade_id, []).append(check)
-            self.forbidden.setdefault(grade_id, set()).update(forbid)
+            self.functions.setdefault(grade_id, []).append(check)
+            self.forbidden_names.setdefault(grade_id, set()).update(forbid)
             return check
 
         return register
 
 
-def load_checks(path: Path) -> HiddenChecks:
+def load_hidden_checks(path: Path) -> HiddenChecks:
     """Import the checks file at ``path`` and return its ``checks``."""
     spec = importlib.util.spec_from_file_location(f"gradschool_hidden_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)

@@ -1,12 +1,12 @@
 """Grade a whole class: what ``gradschool grade-all`` runs.
 
-``grade_all`` collects one notebook per student (:mod:`gradschool.collect`), grades them in
-parallel worker processes, each in its own scratch course and gradebook
-(:func:`gradschool.grading.grade_notebook`), and, in the main process only, one student at a
-time, imports every result into the course's real gradebook the way ``nbgrader autograde`` would
-(submitted and autograded notebooks in place, scores saved by nbgrader's ``SaveAutoGrades``), so
-that ``nbgrader generate_feedback``, ``nbgrader export`` and formgrader see the same grades. No
-two processes ever write to the same SQLite file.
+``grade_all`` collects one notebook per student (:mod:`~gradschool.instructor.collect`), grades
+them in parallel worker processes, each in its own scratch course and gradebook
+(:func:`~gradschool.instructor.grade.grade_notebook`), and, in the main process only, one student
+at a time, imports every result into the course's real gradebook the way ``nbgrader autograde``
+would (submitted and autograded notebooks in place, scores saved by nbgrader's
+``SaveAutoGrades``), so that ``nbgrader generate_feedback``, ``nbgrader export`` and formgrader
+see the same grades. No two processes ever write to the same SQLite file.
 
 Into ``out`` it writes::
 
@@ -41,16 +41,18 @@ from nbgrader.preprocessors import SaveAutoGrades
 from sqlalchemy.exc import SAWarning
 from tqdm import tqdm
 
-from gradschool.collect import Submission, collect
-from gradschool.course import Course, CourseError
-from gradschool.grading import (
-    AUTOGRADED,
-    FEEDBACK,
-    grade_notebook,
-    manual_ids,
+from gradschool.cells import (
+    NotebookError,
+    is_test_cell,
+    manual_cell_ids,
+    points,
     read_notebook,
     test_cell_ids,
 )
+from gradschool.instructor.collect import Submission, collect
+from gradschool.instructor.course import Course, CourseError
+from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook
+from gradschool.instructor.status import Status
 
 
 @dataclass
@@ -142,7 +144,7 @@ def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
     try:
         report = grade_notebook(course, path, assignment, timeout, artifacts=work,
                                 sandbox=sandbox)
-    except CourseError as exc:
+    except (CourseError, NotebookError) as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - whatever it is, this student gets a reason
         return {"error": f"could not be graded ({type(exc).__name__}: {exc})"[:300]}
@@ -201,9 +203,7 @@ def _ensure_in_gradebook(course: Course, assignment: str) -> None:
 
 def _max_score(course: Course, assignment: str) -> float:
     nb = read_notebook(course.source_notebook(assignment))
-    tests = set(test_cell_ids(nb))
-    return float(sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells
-                     if c.metadata.get("nbgrader", {}).get("grade_id") in tests))
+    return sum(points(c) for c in nb.cells if is_test_cell(c))
 
 
 def _sha256(path: Path) -> str:
@@ -221,11 +221,11 @@ def _read_result(out: Path, student: str) -> dict:
 def write_grades_csv(course: Course, assignment: str, out: Path) -> list[dict]:
     """Write ``out/grades.csv`` from every result in ``out/results``; return its rows."""
     source = read_notebook(course.source_notebook(assignment))
-    columns = test_cell_ids(source) + manual_ids(source)
+    columns = test_cell_ids(source) + manual_cell_ids(source)
     rows = []
     for path in sorted((out / "results").glob("*.json")):
         result = json.loads(path.read_text())
-        points = {t["id"]: t["score"] for t in result["tests"] if t["status"] != "manual"}
+        points = {t["id"]: t["score"] for t in result["tests"] if t["status"] != Status.MANUAL}
         rows.append({"student": result["student"], "score": result["score"],
                      "max_score": result["max_score"],
                      **{c: points.get(c, "") for c in columns},

@@ -25,6 +25,8 @@ from nbgrader.coursedir import CourseDirectory
 from sqlalchemy.exc import SAWarning
 from traitlets.config import Config, PyFileConfigLoader
 
+from gradschool.errors import UserError
+
 CONFIG_FILE = "nbgrader_config.py"
 
 
@@ -35,8 +37,8 @@ nbgrader.api.get_alembic_version = functools.cache(nbgrader.api.get_alembic_vers
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 
 
-class CourseError(Exception):
-    """A problem a user can fix: the message is one line that says what and how."""
+class CourseError(UserError):
+    """A problem with the course or the command's arguments: one line that says what and how."""
 
 
 def find_root(start: Path | None = None) -> Path:

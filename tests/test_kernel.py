@@ -8,7 +8,7 @@ import os
 import nbformat
 import pytest
 
-from gradschool.grader import GradingKernel, ProbeFailed
+from gradschool.instructor import GradingKernel, ProbeFailed
 
 
 def _alive(pid: int) -> bool:

@@ -23,7 +23,7 @@ namespaces:
 - ``--die-with-parent``: when the grader dies, so do bwrap and everything in the sandbox, and
   since the kernel is the PID namespace's only child, nothing it started survives it.
 
-The memory (``RLIMIT_DATA``), time and output limits of :class:`~gradschool.grader.kernel.
+The memory (``RLIMIT_DATA``), time and output limits of :class:`~gradschool.instructor.kernel.
 GradingKernel` apply inside as before.
 """
 
@@ -88,7 +88,7 @@ class Sandbox:
 
     tmp_size_mb: size of the kernel's /tmp (its working folder included), in MiB.
     exchange_size_mb: size of the folder of sockets and probe files, in MiB (probe results are
-        at most :data:`~gradschool.grader.kernel.RESULT_LIMIT`).
+        at most :data:`~gradschool.instructor.kernel.RESULT_LIMIT`).
     max_processes: RLIMIT_NPROC inside: processes and threads the kernel may have at once.
     uid: the unprivileged uid (and gid) a grader running as root drops to before starting bwrap.
     """

@@ -11,13 +11,13 @@ Report contract (``GradeReport.to_json()``)::
                 "status": str, "message": str}],
      "sandbox": bool, "limits": str}
 
-``score`` and ``max_score`` cover the autograded test cells. ``status`` is one of those of
-:mod:`gradschool.grader.preprocessors` (``passed``, ``failed``, ``timeout``, ``kernel_died``,
-``out_of_memory``, ``restored``, ``grader_error``) or ``manual``: the written answers come last,
-with score 0 and their points as ``max_score``, outside the totals. ``message`` is empty for a
-passed test and says what failed otherwise. ``sandbox`` is False when the notebook was graded
-with ``--no-sandbox``; ``limits`` says which time budgets applied (see
-:mod:`gradschool.grader.budgets`).
+``score`` and ``max_score`` cover the autograded test cells. ``status`` is a
+:class:`~gradschool.instructor.status.Status`: ``passed``, ``failed``, ``timeout``,
+``kernel_died``, ``out_of_memory``, ``restored``, ``grader_error``, or ``manual`` for the written
+answers, which come last, with score 0 and their points as ``max_score``, outside the totals.
+``message`` is empty for a passed test and says what failed otherwise. ``sandbox`` is False when
+the notebook was graded with ``--no-sandbox``; ``limits`` says which time budgets applied (see
+:mod:`gradschool.instructor.budgets`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,16 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from gradschool.course import Course, CourseError
+from gradschool.cells import (
+    VERDICT,
+    grade_id,
+    grade_ids,
+    manual_cell_ids,
+    read_notebook,
+    test_cell_ids,
+)
+from gradschool.instructor.course import Course, CourseError
+from gradschool.instructor.status import Status
 
 STUDENT = "submission"
 AUTOGRADED, FEEDBACK = "autograded.ipynb", "feedback.html"
@@ -72,39 +81,6 @@ class GradeReport:
         return "\n".join(lines)
 
 
-def read_notebook(path: Path) -> nbformat.NotebookNode:
-    """Read and validate a notebook file, or raise CourseError saying why it cannot be graded."""
-    if not path.is_file():
-        raise CourseError(f"{path}: no such file")
-    try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-    except Exception as exc:
-        raise CourseError(
-            f"{path}: not a readable Jupyter notebook ({type(exc).__name__})"
-        ) from exc
-    return nb
-
-
-def grade_ids(nb: nbformat.NotebookNode) -> set[str]:
-    """The nbgrader grade_ids of the cells of ``nb``."""
-    return {
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nb.cells
-        if "grade_id" in c.metadata.get("nbgrader", {})
-    }
-
-
-def test_cell_ids(nb: nbformat.NotebookNode) -> list[str]:
-    """The grade_ids of the autograded test cells of ``nb``, in notebook order."""
-    ids = []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            ids.append(meta["grade_id"])
-    return ids
-
-
 def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> str:
     """The assignment a notebook belongs to: its file name if that is an assignment id, else the
     assignment sharing the most nbgrader cell ids with it."""
@@ -122,22 +98,10 @@ def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> s
     return matches[0]
 
 
-def manual_ids(nb: nbformat.NotebookNode) -> list[str]:
-    """The grade_ids of the cells graded by a person (written answers), in notebook order."""
-    return [
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nb.cells
-        if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution")
-    ]
-
-
 def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
     """grade_id -> {"status", "message"} written by the grader into each test cell."""
-    return {
-        cell.metadata["nbgrader"]["grade_id"]: cell.metadata["gradschool"]
-        for cell in nb.cells
-        if "gradschool" in cell.metadata and "grade_id" in cell.metadata.get("nbgrader", {})
-    }
+    return {grade_id(c): c.metadata[VERDICT] for c in nb.cells
+            if VERDICT in c.metadata and grade_id(c) is not None}
 
 
 def grade_notebook(
@@ -152,8 +116,8 @@ def grade_notebook(
     the student (``feedback.html``). ``sandbox=False`` runs the kernel as the grader (unsafe;
     the report says so).
 
-    Raises CourseError (one line) when the file cannot be graded: missing, not a notebook,
-    unknown or unrecognisable assignment.
+    Raises NotebookError (one line) when the file is missing or not a notebook, CourseError
+    when its assignment is unknown or cannot be recognised.
     """
     path = Path(path)
     nb = read_notebook(path)
@@ -187,14 +151,15 @@ def grade_notebook(
     results = []
     for test_id in test_cell_ids(source):
         score, max_score = scores[test_id]
-        verdict = verdicts.get(test_id, {"status": "failed", "message": "the test did not run"})
+        verdict = verdicts.get(test_id, {"status": Status.FAILED,
+                                         "message": "the test did not run"})
         results.append(TestResult(test_id, score, max_score, verdict["status"], verdict["message"]))
     report = GradeReport(
         assignment, sum(r.score for r in results), sum(r.max_score for r in results), results,
         sandbox=grading.get("sandbox", True), limits=grading.get("limits", ""),
     )
-    for answer_id in manual_ids(source):
+    for answer_id in manual_cell_ids(source):
         report.tests.append(
-            TestResult(answer_id, 0.0, scores[answer_id][1], "manual", "graded by a person")
+            TestResult(answer_id, 0.0, scores[answer_id][1], Status.MANUAL, "graded by a person")
         )
     return report

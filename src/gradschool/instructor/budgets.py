@@ -98,12 +98,12 @@ def record_timings(solution: Path, checks_directory: Path, sandbox) -> Path:
     Raises RuntimeError when a cell does not run clean or a check fails: a reference must be a
     clean run.
     """
-    from gradschool.grader.hidden import load_checks  # these import torch: lazily
-    from gradschool.grader.kernel import GradingKernel
+    from gradschool.instructor.hidden_checks import load_hidden_checks  # import torch: lazily
+    from gradschool.instructor.kernel import GradingKernel
 
     nb = nbformat.read(solution, as_version=4)
     checks_file = Path(checks_directory) / f"{solution.stem}.py"
-    checks = load_checks(checks_file).checks if checks_file.is_file() else {}
+    checks = load_hidden_checks(checks_file).checks if checks_file.is_file() else {}
     cells, total = {}, 0.0
     with GradingKernel(nb, solution.parent, timeout=600, sandbox=sandbox) as kernel:
         for index, cell in enumerate(nb.cells):
@@ -124,7 +124,7 @@ def record_timings(solution: Path, checks_directory: Path, sandbox) -> Path:
                 for check in checks[grade_id]:
                     try:
                         check(kernel)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - any failure: say which check
                         raise RuntimeError(f"{solution.name}: the hidden check "
                                            f"{check.__name__} fails on the solution: {exc}"
                                            ) from None

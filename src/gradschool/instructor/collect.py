@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gradschool.course import CourseError
+from gradschool.instructor.course import CourseError
 
 MAX_ZIP_BYTES = 2 * 2**30
 """Largest total uncompressed size of the notebooks a zip may hold."""

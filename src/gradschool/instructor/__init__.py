@@ -1,0 +1,24 @@
+"""The instructor's side of gradschool: release, collect, grade. Needs ``gradschool[instructor]``.
+
+- ``course``         the nbgrader course at the repository root: config, paths, gradebooks
+- ``release``        ``course/<id>/`` generated from ``solutions/<id>/``, and the in-sync check
+- ``collect``        one notebook per student from a folder or a Moodle/Canvas zip
+- ``grade``          grade one notebook in a scratch gradebook (``gradschool grade``)
+- ``grade_all``      grade a class in parallel, import into the gradebook (``gradschool grade-all``)
+- ``kernel``         the kernel a submission runs in, with time, memory and output limits
+- ``sandbox``        the bubblewrap sandbox around that kernel: no course files, no network
+- ``budgets``        time budgets per cell and per notebook, from the solution's recorded timings
+- ``hidden_checks``  how ``autograder/checks/<id>.py`` registers checks, and the delegation rule
+- ``preprocessors``  the nbgrader steps that run the kernel and the hidden checks
+- ``status``         the statuses all of the above report
+
+Hidden-check files import what they need from here: ``from gradschool.instructor import
+HiddenChecks``.
+"""
+
+from gradschool.instructor.hidden_checks import HiddenChecks, delegation, load_hidden_checks
+from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.instructor.status import Status
+
+__all__ = ["GradingKernel", "HiddenChecks", "Outcome", "ProbeFailed", "Status", "delegation",
+           "load_hidden_checks"]
