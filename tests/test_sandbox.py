@@ -21,26 +21,13 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import BIN, gradschool
-from kinds.course import ASSIGNMENT, make_course, notebook
+from kinds.course import ASSIGNMENT, grade, make_course, notebook
 from kinds.solutions import SOLUTIONS
-from test_exercise_kinds import _by_exercise
 
 from gradschool.instructor.budgets import CELL_FLOOR, NOTEBOOK_FACTOR, NOTEBOOK_SLACK, load_budgets
 
 TMP_SIZE_MB = 16  # the sandbox's /tmp in these tests
 WRONG = "\n        return None  # the attack worked: lose the points\n"
-
-
-def grade(course: Path, code: dict[str, str], *options: str) -> dict:
-    """Grade the 'kinds' notebook with ``code`` in its solution cells (sandboxed, with the
-    budgets of the course's timings unless ``options`` say otherwise); the JSON report."""
-    path = course / "submission.ipynb"
-    nbformat.write(notebook(code), path)
-    result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json", *options,
-                        cwd=course)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "", result.stderr  # the kernel's noise stays out of the grader's
-    return json.loads(result.stdout)
 
 
 def _answer_unless(condition: str, exercise: str, attack: str) -> str:
@@ -167,8 +154,8 @@ except OSError:
         "sampler": _answer_unless(f"written > {TMP_SIZE_MB} * 2**20", "sampler", children),
         "adam": connect + SOLUTIONS["adam"].replace(
             "        loss = None", "        loss = None\n        assert not connected"),
-    }, "--timeout", "20")
-    statuses = {name: t["status"] for name, t in _by_exercise(report).items()}
+    })
+    statuses = {name: t["status"] for name, t in report["by_exercise"].items()}
     assert statuses == dict.fromkeys(SOLUTIONS, "passed"), report
     assert report["sandbox"] is True
     with pytest.raises(BlockingIOError):
@@ -208,8 +195,8 @@ children = int(subprocess.run([sys.executable, "-c", BOMB], capture_output=True,
     report = grade(course, {
         "softmax": _answer_unless("children >= 1000", "softmax", fork),
         "dropout": "def dropout_(x, p, generator=None):\n    while True:\n        pass\n",
-    })
-    tests = _by_exercise(report)
+    }, timeout=None)
+    tests = report["by_exercise"]
     assert {name: t["status"] for name, t in tests.items()} == {
         "softmax": "passed", "dropout": "timeout", "adam": "passed", "batchnorm": "passed",
         "sampler": "passed"}, report

@@ -54,13 +54,15 @@ def make_course(root: Path) -> Path:
     return root
 
 
-def grade(course: Path, code: dict[str, str] | None = None, timeout: int = 20) -> dict:
-    """Grade the notebook with ``code`` in its solution cells in ``course``; return the JSON
-    report, by exercise: {exercise: its test's result}."""
+def grade(course: Path, code: dict[str, str] | None = None, timeout: int | None = 20) -> dict:
+    """Grade the notebook with ``code`` in its solution cells in ``course`` (``timeout`` seconds
+    per cell, or None for the budgets of the course's timings); return the JSON report, by
+    exercise: {exercise: its test's result}."""
     path = course / "submission.ipynb"
     nbformat.write(notebook(code), path)
-    result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json",
-                        "--timeout", str(timeout), cwd=course)
+    options = ["--timeout", str(timeout)] if timeout else []
+    result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json", *options,
+                        cwd=course)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr  # the kernel's noise stays out of the grader's
     report = json.loads(result.stdout)
