@@ -103,7 +103,7 @@ def record_timings(solution: Path, checks_directory: Path, sandbox) -> Path:
 
     nb = nbformat.read(solution, as_version=4)
     checks_file = Path(checks_directory) / f"{solution.stem}.py"
-    checks = load_hidden_checks(checks_file).checks if checks_file.is_file() else {}
+    checks = load_hidden_checks(checks_file).functions if checks_file.is_file() else {}
     cells, total = {}, 0.0
     with GradingKernel(nb, solution.parent, timeout=600, sandbox=sandbox) as kernel:
         for index, cell in enumerate(nb.cells):
