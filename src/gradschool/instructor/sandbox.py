@@ -53,7 +53,7 @@ INPUTS = "/run/gradschool"
 WORKDIR = "/tmp/submission"
 #: Environment variables passed from the grader to the kernel; everything else is cleared.
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-              "NVIDIA_VISIBLE_DEVICES", "PYTHONHASHSEED")
+              "NVIDIA_VISIBLE_DEVICES", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_HOME")
 #: Seconds the sandbox gets to set itself up before the kernel counts as dead.
 START_LIMIT = 30
 
@@ -109,8 +109,12 @@ def bwrap_path() -> str:
 
 
 def _python_folders() -> list[str]:
-    """The folders the kernel's Python needs: its prefixes and the folders .pth files add."""
+    """The folders the kernel's Python needs: its prefixes, the folders .pth files add, and
+    those of LD_LIBRARY_PATH and CUDA_HOME (e.g. a CUDA driver outside /usr)."""
     folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    libraries = os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+    folders |= {f for f in [*libraries, os.environ.get("CUDA_HOME", "")]
+                if os.path.isabs(f) and os.path.isdir(f) and os.path.realpath(f) != "/"}
     for site_dir in [*site.getsitepackages(), site.getusersitepackages()]:
         for pth in sorted(glob.glob(os.path.join(site_dir, "*.pth"))):
             with open(pth, encoding="utf-8", errors="replace") as file:
