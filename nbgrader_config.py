@@ -23,24 +23,6 @@ c.CourseDirectory.solution_directory = "autograder/solution"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(runtime, "gradebook.db")
 c.Exchange.root = os.path.join(runtime, "exchange")
 
-# The release tags the cells that may raise NotImplementedError until the student has written the
-# code, so that `pytest --nbval-lax course/` accepts them. Tags are outside nbgrader's checksums.
-c.GenerateAssignment.preprocessors = [
-    "nbgrader.preprocessors.IncludeHeaderFooter",
-    "nbgrader.preprocessors.InstantiateTests",
-    "nbgrader.preprocessors.LockCells",
-    "nbgrader.preprocessors.ClearSolutions",
-    "nbgrader.preprocessors.ClearOutput",
-    "nbgrader.preprocessors.CheckCellMetadata",
-    "nbgrader.preprocessors.ComputeChecksums",
-    "nbgrader.preprocessors.SaveCells",
-    "nbgrader.preprocessors.ClearHiddenTests",
-    "nbgrader.preprocessors.ClearMarkScheme",
-    "nbgrader.preprocessors.ComputeChecksums",
-    "nbgrader.preprocessors.CheckCellMetadata",
-    "gradschool.instructor.release.TagCellsThatMayRaise",
-]
-
 # Autograding runs the hidden checks of autograder/checks/<assignment>.py in the grader's own
 # process, never in the student's kernel (see src/gradschool/instructor/preprocessors.py), and
 # puts back test cells a student deleted, edited or turned into Markdown.

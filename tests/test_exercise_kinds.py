@@ -58,14 +58,14 @@ def course(tmp_path_factory):
 
 
 def test_reference_solutions_get_full_marks(course):
-    report = grade(course)
+    report = grade(course, None, "--timeout", "20")
     assert report["score"] == report["max_score"] == sum(POINTS.values())
     assert {t["status"] for t in report["tests"]} == {"passed"}, report
 
 
 @pytest.mark.parametrize("table", [WRONG, DELEGATING], ids=["wrong", "delegating"])
 def test_each_wrong_implementation_loses_its_points(course, table):
-    report = grade(course, {name: code for name, (code, _) in table.items()})
+    report = grade(course, {name: code for name, (code, _) in table.items()}, "--timeout", "20")
     assert report["score"] == 0, report
     for exercise, test in report["by_exercise"].items():
         assert test["status"] == "failed", test

@@ -26,10 +26,11 @@ SOLUTION = solution_notebook(ASSIGNMENT)
 RELEASE = release_notebook(ASSIGNMENT)
 
 CONSTANT, RANDOM, COUNT = "constant_init_", "random_init_", "count_distinct_units"
+COLLAPSE = "collapse_to_one_unit"
 
 # Known-wrong implementations, three per graded function, grouped into three submissions.
 WRONG = {
-    "forgets-biases/ignores-generator/exact-equality": {
+    "forgets-biases/ignores-generator/exact-equality/one-column": {
         CONSTANT: """
 def constant_init_(model, value=0.0):
     for m in model.modules():
@@ -51,8 +52,20 @@ def random_init_(model, std=0.1, generator=None):
 def count_distinct_units(weight, atol=1e-6):
     return int(torch.unique(weight, dim=0).shape[0])  # atol ignored
 """,
+        COLLAPSE: """
+def collapse_to_one_unit(model):
+    first, activation, last = model
+    one = torch.nn.Sequential(torch.nn.Linear(first.in_features, 1), activation,
+                              torch.nn.Linear(1, last.out_features)).to(first.weight)
+    with torch.no_grad():
+        one[0].weight.copy_(first.weight[:1])
+        one[0].bias.copy_(first.bias[:1])
+        one[2].weight.copy_(last.weight[:, :1])  # one column, not the sum of the H columns
+        one[2].bias.copy_(last.bias)
+    return one
+""",
     },
-    "new-parameters/uniform/columns": {
+    "new-parameters/uniform/columns/float32-layers": {
         CONSTANT: """
 def constant_init_(model, value=0.0):
     for m in model.modules():
@@ -81,8 +94,23 @@ def count_distinct_units(weight, atol=1e-6):
             kept.append(column)
     return len(kept)
 """,
+        COLLAPSE: """
+def collapse_to_one_unit(model):
+    first, activation, last = model
+    # new layers in torch's default dtype (float32), whatever the model's dtype
+    one = torch.nn.Sequential(torch.nn.Linear(first.in_features, 1, bias=first.bias is not None),
+                              activation,
+                              torch.nn.Linear(1, last.out_features, bias=last.bias is not None))
+    with torch.no_grad():
+        one[0].weight.copy_(first.weight[:1])
+        one[2].weight.copy_(last.weight.sum(dim=1, keepdim=True))
+        if first.bias is not None:
+            one[0].bias.copy_(first.bias[:1])
+            one[2].bias.copy_(last.bias)
+    return one
+""",
     },
-    "top-level-only/variance-as-std/rounding": {
+    "top-level-only/variance-as-std/rounding/always-relu": {
         CONSTANT: """
 def constant_init_(model, value=0.0):
     for m in model.children():  # misses nested modules
@@ -106,12 +134,26 @@ def random_init_(model, std=0.1, generator=None):
 def count_distinct_units(weight, atol=1e-6):
     return int(torch.unique(torch.round(weight / atol), dim=0).shape[0])  # grid rounding
 """,
+        COLLAPSE: """
+def collapse_to_one_unit(model):
+    first, _, last = model
+    one = torch.nn.Sequential(torch.nn.Linear(first.in_features, 1), torch.nn.ReLU(),  # always
+                              torch.nn.Linear(1, last.out_features)).to(first.weight)
+    with torch.no_grad():
+        one[0].weight.copy_(first.weight[:1])
+        one[2].weight.copy_(last.weight.sum(dim=1, keepdim=True))
+        if first.bias is not None:
+            one[0].bias.copy_(first.bias[:1])
+            one[2].bias.copy_(last.bias)
+    return one
+""",
     },
 }
 
 
 def test_graded_functions_are_the_issue_api():
-    assert set(solution_cells(nbformat.read(SOLUTION, as_version=4))) >= {CONSTANT, RANDOM, COUNT}
+    assert set(solution_cells(nbformat.read(SOLUTION, as_version=4))) >= {
+        CONSTANT, RANDOM, COUNT, COLLAPSE}
 
 
 def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
@@ -120,8 +162,11 @@ def test_reference_solution_in_the_student_notebook_gets_full_marks(tmp_path):
     report = grade_json(submission)
     assert report["assignment"] == ASSIGNMENT  # inferred from the cells, not the file name
     assert report["max_score"] > 0 and report["score"] == report["max_score"]
-    statuses = [t["status"] for t in report["tests"]]
-    assert statuses == ["passed"] * 3 + ["manual"] * 2  # written answers wait for a person
+    statuses = {t["id"]: t["status"] for t in report["tests"]}
+    assert statuses == {  # written answers wait for a person
+        "constant-init-tests": "passed", "count-units-tests": "passed", "bn-answer": "manual",
+        "collapse-tests": "passed", "zero-answer": "manual", "random-init-tests": "passed",
+        "adam-answer": "manual"}
     assert all(t["message"] == "" for t in report["tests"] if t["status"] == "passed")
 
 

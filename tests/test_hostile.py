@@ -15,13 +15,16 @@ import nbformat
 import pytest
 from conftest import gradschool
 from submissions import fill_in, reference_code
-from test_grading import ASSIGNMENT, CONSTANT, COUNT, RANDOM, WRONG
+from test_grading import ASSIGNMENT, COLLAPSE, CONSTANT, COUNT, RANDOM, WRONG
 
 from gradschool.cells import grade_id
 
-TESTS = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests", RANDOM: "random-init-tests"}
+TESTS = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests", RANDOM: "random-init-tests",
+         COLLAPSE: "collapse-tests"}
+TAMPERED = (CONSTANT, COUNT, RANDOM)  # the test cells _tampered deletes, empties, turns to Markdown
 
-WRONG_CODE = WRONG["top-level-only/variance-as-std/rounding"]  # the wrong code hidden checks catch
+# the wrong code hidden checks catch
+WRONG_CODE = WRONG["top-level-only/variance-as-std/rounding/always-relu"]
 
 PATCH_EVERYTHING = """
 import builtins, math, sys
@@ -42,7 +45,7 @@ sys.excepthook = lambda *a: None
 CASES = {
     "patched-torch-gradschool-ipython": (
         {**WRONG_CODE, CONSTANT: WRONG_CODE[CONSTANT] + PATCH_EVERYTHING},
-        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed"},
+        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed", COLLAPSE: "failed"},
     ),
     "lying-objects-and-faked-results": (
         {
@@ -61,8 +64,9 @@ def count_distinct_units(weight, atol=1e-6):
     return Anything(1)
 """,
             RANDOM: reference_code(ASSIGNMENT)[RANDOM],
+            COLLAPSE: reference_code(ASSIGNMENT)[COLLAPSE],  # right, but every result is faked
         },
-        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed"},
+        {CONSTANT: "failed", COUNT: "failed", RANDOM: "failed", COLLAPSE: "failed"},
     ),
 }
 
@@ -105,15 +109,16 @@ def _tampered(tmp_path, code: dict[str, str]) -> dict:
 
 def test_tampered_test_cells_are_put_back_and_run(tmp_path):
     right = _tampered(tmp_path, reference_code(ASSIGNMENT))
-    assert _statuses(right) == {f: "restored" for f in TESTS}
+    assert _statuses(right) == {**{f: "restored" for f in TAMPERED}, COLLAPSE: "passed"}
     assert right["score"] == right["max_score"]
     messages = {t["id"]: t["message"] for t in right["tests"]}
     assert "deleted" in messages[TESTS[CONSTANT]] and "edited" in messages[TESTS[COUNT]]
     assert "Markdown" in messages[TESTS[RANDOM]]
     wrong = _tampered(tmp_path, WRONG_CODE)
-    assert _statuses(wrong) == {f: "restored" for f in TESTS} and wrong["score"] == 0
+    assert _statuses(wrong) == {**{f: "restored" for f in TAMPERED}, COLLAPSE: "failed"}
+    assert wrong["score"] == 0
 
 
 def test_grading_twice_gives_the_same_report(tmp_path):
-    nb = fill_in(ASSIGNMENT, WRONG["new-parameters/uniform/columns"])
+    nb = fill_in(ASSIGNMENT, WRONG["new-parameters/uniform/columns/float32-layers"])
     assert _grade(tmp_path, nb) == _grade(tmp_path, nb)

@@ -54,7 +54,7 @@ def course(tmp_path_factory):
 @pytest.mark.parametrize("case", list(CASES))
 def test_kernel_attacks_get_a_status_and_cost_only_their_points(course, case):
     code, expected = CASES[case]
-    report = grade(course, code, timeout=TIMEOUT)
+    report = grade(course, code, "--timeout", str(TIMEOUT))
     tests = report["by_exercise"]
     assert {name: t["status"] for name, t in tests.items()} == expected, report
     for test in tests.values():

@@ -18,7 +18,6 @@ print(json.dumps({
     "root": d.root, "source": d.source_directory, "release": d.release_directory,
     "submitted": d.submitted_directory, "autograded": d.autograded_directory,
     "feedback": d.feedback_directory, "db_url": d.db_url,
-    "preprocessors": [str(p) for p in app.config.GenerateAssignment.preprocessors],
 }))
 """
 
@@ -33,7 +32,6 @@ def test_nbgrader_reads_the_course_layout_from_the_repo_root():
     for key in ("submitted", "autograded", "feedback"):
         assert seen[key].startswith("autograder/"), (key, seen[key])
     assert seen["db_url"] == f"sqlite:///{ROOT}/autograder/gradebook.db"
-    assert seen["preprocessors"][-1] == "gradschool.instructor.release.TagCellsThatMayRaise"
 
 
 def test_runtime_folders_are_git_ignored():

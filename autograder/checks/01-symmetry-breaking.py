@@ -10,7 +10,12 @@ import math
 import torch
 from torch import nn
 
-from gradschool.checks import assert_equal, bernoulli_rate_test, normal_mean_std_test
+from gradschool.checks import (
+    assert_close,
+    assert_equal,
+    bernoulli_rate_test,
+    normal_mean_std_test,
+)
 from gradschool.instructor import HiddenChecks
 
 checks = HiddenChecks()
@@ -258,3 +263,102 @@ result = {"w": frozen[0].weight.detach(), "requires_grad": frozen[0].weight.requ
     assert_equal(got["w"].dtype, torch.float32, name="dtype of a float32 weight")
     assert_equal(got["requires_grad"], False, name="requires_grad of a frozen Linear")
     assert_normal(got["w"], 0.2, "weights of a frozen Linear(400, 500), std 0.2")
+
+
+# -- Exercise 3: collapse_to_one_unit ----------------------------------------------------------
+ACTIVATIONS = {"ReLU": "torch.nn.ReLU()", "Tanh": "torch.nn.Tanh()",
+               "Sigmoid": "torch.nn.Sigmoid()", "LeakyReLU": "torch.nn.LeakyReLU(0.2)",
+               "GELU": "torch.nn.GELU()"}
+
+COLLAPSE = """
+activation = eval(activation_source, {"torch": torch})
+model = torch.nn.Sequential(torch.nn.Linear(d, h, bias=bias), activation,
+                            torch.nn.Linear(h, k, bias=bias))
+model = model.to(device=device, dtype=getattr(torch, dtype))
+model.load_state_dict(state)
+one = collapse_to_one_unit(model)
+result = {
+    "new": one is not model,
+    "layers": [type(m).__name__ for m in one.children()],
+    "activation": repr(one[1]),
+    "state": one.state_dict(),
+    "requires_grad": [p.requires_grad for p in one.parameters()],
+    "logits": one(x.to(device=device, dtype=getattr(torch, dtype))).detach(),
+    "model_after": model.state_dict(),
+}
+"""
+
+
+def tied_state(d: int, h: int, k: int, bias: bool, seed: int) -> dict:
+    """State dict (float64, CPU) of Linear(d, h) -> act -> Linear(h, k) with all h units tied."""
+    g = torch.Generator().manual_seed(seed)
+    state = {"0.weight": (torch.randn(1, d, generator=g, dtype=torch.float64) / d**0.5)
+             .repeat(h, 1),
+             "2.weight": torch.randn(k, 1, generator=g, dtype=torch.float64).repeat(1, h) / h}
+    if bias:
+        state["0.bias"] = torch.full((h,), 0.3 * torch.randn(1, generator=g).item(),
+                                     dtype=torch.float64)
+        state["2.bias"] = torch.randn(k, generator=g, dtype=torch.float64)
+    return state
+
+
+def wide_logits(state: dict, activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The tied network's logits, computed here in float64 from ``state``."""
+    s = {key: v.double() for key, v in state.items()}
+    a = x @ s["0.weight"].T + s.get("0.bias", 0.0)
+    return activation(a) @ s["2.weight"].T + s.get("2.bias", 0.0)
+
+
+COLLAPSE_CASES = [  # (d, h, k, activation, bias, dtype, seed): sizes the notebook never uses
+    (9, 23, 4, "Tanh", True, torch.float64, 1),
+    (5, 40, 7, "LeakyReLU", True, torch.float64, 2),
+    (12, 3, 2, "Sigmoid", False, torch.float64, 3),
+    (7, 1, 3, "GELU", True, torch.float64, 4),
+    (6, 17, 5, "ReLU", True, torch.float64, 5),
+    (11, 13, 6, "ReLU", True, torch.float32, 6),
+]
+
+
+@checks.test("collapse-tests")
+def collapse_to_one_unit_computes_the_same_logits(kernel):
+    x = 2 * torch.randn(64, 12, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
+    for device in DEVICES:
+        for d, h, k, act, bias, dtype, seed in COLLAPSE_CASES:
+            state = {key: v.to(dtype) for key, v in tied_state(d, h, k, bias, seed).items()}
+            activation = eval(ACTIVATIONS[act], {"torch": torch})
+            what = (f"collapse_to_one_unit of a tied {str(dtype)[6:]} MLP {d}-{h}-{k} "
+                    f"({ACTIVATIONS[act]}, bias={bias}) on {device}")
+            got = kernel.probe(COLLAPSE, state=state, d=d, h=h, k=k, bias=bias,
+                               activation_source=ACTIVATIONS[act], device=device,
+                               dtype=str(dtype).removeprefix("torch."), x=x[:, :d])
+            assert_equal(type(got).__name__, "dict", name=f"the probe's result for {what}")
+            assert_equal(sorted(got), sorted(["new", "layers", "activation", "state",
+                                              "requires_grad", "logits", "model_after"]),
+                         name=f"the probe's result fields for {what}")
+            assert_equal(got["new"], True, name=f"{what} returns a new network (not the model)")
+            assert_equal(got["layers"], ["Linear", type(activation).__name__, "Linear"],
+                         name=f"the layers returned by {what}")
+            assert_equal(got["activation"], repr(activation),
+                         name=f"the activation returned by {what}")
+            keys = ["0.weight", "2.weight"] + (["0.bias", "2.bias"] if bias else [])
+            assert_equal(sorted(got["state"]), sorted(keys),
+                         name=f"state dict keys of the network returned by {what}")
+            shapes = {"0.weight": (1, d), "0.bias": (1,), "2.weight": (k, 1), "2.bias": (k,)}
+            for key in keys:
+                p = got["state"][key]
+                assert_equal((tuple(p.shape), p.dtype, p.device.type), (shapes[key], dtype, device),
+                             name=f"(shape, dtype, device) of '{key}' returned by {what}")
+            assert_equal(all(got["requires_grad"]), True,
+                         name=f"requires_grad of the parameters returned by {what}")
+            for key, value in state.items():
+                assert_equal(got["model_after"][key].cpu(), value,
+                             name=f"'{key}' of the model after {what} (it must not change)")
+            expected = wide_logits(state, activation, x[:, :d])
+            tol = (1e-10 if dtype == torch.float64 else 1e-4) * expected.abs().max().item()
+            from_state = wide_logits({key: v.cpu() for key, v in got["state"].items()},
+                                     activation, x[:, :d])
+            assert_close(from_state, expected, rtol=0.0, atol=tol,
+                         name=f"logits of the one-unit parameters returned by {what}, computed "
+                              "by the grader (float64)")
+            assert_close(got["logits"].cpu().double(), expected, rtol=0.0, atol=tol,
+                         name=f"logits of the network returned by {what} (its own forward)")

@@ -54,13 +54,12 @@ def make_course(root: Path) -> Path:
     return root
 
 
-def grade(course: Path, code: dict[str, str] | None = None, timeout: int | None = 20) -> dict:
-    """Grade the notebook with ``code`` in its solution cells in ``course`` (``timeout`` seconds
-    per cell, or None for the budgets of the course's timings); return the JSON report, by
-    exercise: {exercise: its test's result}."""
+def grade(course: Path, code: dict[str, str] | None = None, *options: str) -> dict:
+    """Grade the notebook with ``code`` in its solution cells in ``course`` (``options`` are
+    passed to ``gradschool grade``); return the JSON report, plus ``by_exercise``: {exercise:
+    its test's result}."""
     path = course / "submission.ipynb"
     nbformat.write(notebook(code), path)
-    options = ["--timeout", str(timeout)] if timeout else []
     result = gradschool("grade", str(path), "--assignment", ASSIGNMENT, "--json", *options,
                         cwd=course)
     assert result.returncode == 0, result.stderr

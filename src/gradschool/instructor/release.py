@@ -1,19 +1,20 @@
 """Release: generate the student notebooks in ``course/`` from the instructor's ``solutions/``.
 
 The work is nbgrader's ``generate_assignment`` (configured in the repository's
-``nbgrader_config.py``). This module adds the one preprocessor the release needs and a check that
-the committed ``course/`` is exactly what ``solutions/`` generates.
+``nbgrader_config.py``). This module adds a check that the committed ``course/`` is exactly what
+``solutions/`` generates, and :func:`validation_copy`, the copy of a released notebook that CI
+runs to validate the release.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import filecmp
 import tempfile
 from pathlib import Path
 
 from IPython.core.inputtransformer2 import TransformerManager
-from nbgrader.preprocessors import NbGraderPreprocessor
 
 from gradschool.cells import is_solution
 from gradschool.instructor.course import Course, CourseError
@@ -34,28 +35,29 @@ def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
     return bound, read
 
 
-class TagCellsThatMayRaise(NbGraderPreprocessor):
-    """Tag ``raises-exception`` on release cells that run code the student has not written yet.
+def validation_copy(nb):
+    """A copy of the released notebook ``nb`` in which the cells that may raise until the student
+    has written the code are tagged ``raises-exception``; ``nb`` itself is not changed.
 
     A cell may raise when it is a solution cell (the stub raises ``NotImplementedError``) or
-    reads a name bound by a cell that may raise (directly or through other such cells). Those cells
-    are tagged so that ``pytest --nbval-lax course/`` accepts the expected error; every other
-    cell must run clean. Tags live outside nbgrader's checksums, so grading is unaffected.
+    reads a name bound by a cell that may raise (directly or through other such cells). Running
+    the copy (nbclient, or ``pytest --nbval-lax``) validates the release: every other cell must
+    run clean. The released notebook carries no tag, so that a student's "Run All" stops at the
+    first exercise not done yet instead of running past it.
     """
-
-    def preprocess(self, nb, resources):
-        transform = TransformerManager().transform_cell
-        tainted: set[str] = set()
-        for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            bound, read = _names(ast.parse(transform(cell.source)))
-            if is_solution(cell) or read & tainted:
-                tainted |= bound
-                tags = cell.metadata.setdefault("tags", [])
-                if MAY_RAISE_TAG not in tags:
-                    tags.append(MAY_RAISE_TAG)
-        return nb, resources
+    tagged = copy.deepcopy(nb)
+    transform = TransformerManager().transform_cell
+    tainted: set[str] = set()
+    for cell in tagged.cells:
+        if cell.cell_type != "code":
+            continue
+        bound, read = _names(ast.parse(transform(cell.source)))
+        if is_solution(cell) or read & tainted:
+            tainted |= bound
+            tags = cell.metadata.setdefault("tags", [])
+            if MAY_RAISE_TAG not in tags:
+                tags.append(MAY_RAISE_TAG)
+    return tagged
 
 
 def release(course: Course, assignment_ids: list[str]) -> list[Path]:
@@ -103,4 +105,5 @@ def _compare(expected: Path, committed: Path, shown: str, assignment_id: str) ->
     return lines
 
 
-__all__ = ["CourseError", "TagCellsThatMayRaise", "release", "release_differences"]
+__all__ = ["CourseError", "release", "release_differences",
+           "validation_copy"]
