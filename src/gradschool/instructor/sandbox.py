@@ -9,17 +9,19 @@ namespaces:
   folders ``.pth`` files add to ``sys.path``, e.g. an editable install's ``src/``), ``/dev`` with
   the NVIDIA device files when they exist, and a private ``/proc``. Nothing else: no repository
   root, ``autograder/``, ``solutions/``, gradebook, other submissions or home folder;
-- the only writable places are two tmpfs of bounded size, gone when the kernel ends: ``/tmp``
+- the only writable places are tmpfs of bounded size, gone when the kernel ends: ``/tmp``
   (``HOME`` too), which holds the kernel's working folder, a private copy of the submission's
-  folder; and the exchange folder, a mount point the kernel cannot rename or replace, holding the
-  kernel's IPC sockets and the probe files. The grader reaches it from outside through
-  ``/proc/<pid>/root``; there is no writable host folder at all;
+  folder; ``/dev/shm``; and the exchange folder, a mount point the kernel cannot rename or
+  replace, holding the kernel's IPC sockets and the probe files. The grader reaches it from
+  outside through ``/proc/<pid>/root``; there is no writable host folder at all;
 - no network at all: an empty network namespace (its own loopback only), the kernel is talked to
   over ZMQ IPC sockets;
-- the kernel runs without capabilities, cannot create user namespaces, under a limit of
-  ``max_processes`` processes and threads (``RLIMIT_NPROC``, counted in its own user namespace);
-  a grader running as root first drops to an unprivileged uid (default ``nobody``), for which the
-  kernel enforces that limit (it never does for root);
+- the kernel runs as an unprivileged user without capabilities (no-new-privs: setuid programs
+  do not elevate), under a limit of ``max_processes`` processes and threads (``RLIMIT_NPROC``,
+  counted in the sandbox's own user namespace). As root, bwrap runs privileged (so it can bind a
+  Python installed under /root, mode 700) and the launcher inside drops to ``uid`` (default
+  ``nobody``), for which the kernel enforces that limit (it never does for root); otherwise bwrap
+  runs in a user namespace and the kernel as the grader's uid there;
 - ``--die-with-parent``: when the grader dies, so do bwrap and everything in the sandbox, and
   since the kernel is the PID namespace's only child, nothing it started survives it.
 
