@@ -33,8 +33,8 @@ CELL_FACTOR = 10
 #: ... but at least this many seconds (start-up jitter, a loaded machine, a slow but right loop).
 CELL_FLOOR = 10
 #: The notebook may take this many times the reference total, plus NOTEBOOK_SLACK seconds.
-NOTEBOOK_FACTOR = 3
-NOTEBOOK_SLACK = 30
+NOTEBOOK_FACTOR = 2
+NOTEBOOK_SLACK = 20
 
 
 @dataclass(frozen=True)
