@@ -46,3 +46,10 @@ c.Autograde.autograde_preprocessors = [
 c.GradeOutsideTheKernel.checks_directory = os.path.join(runtime, "checks")
 c.GradeOutsideTheKernel.timeout = 60  # seconds per cell and per hidden-check probe
 c.GradeOutsideTheKernel.memory_limit_mb = 4096
+# Each kernel runs in the bubblewrap sandbox (autograder/README.md, "The sandbox"): gradschool
+# grade and grade-all always, unless --no-sandbox (unsafe, recorded in the report); plain nbgrader
+# autograde as this says. Per-cell time budgets come from autograder/checks/<id>.timings.json
+# (`gradschool release --timings`), capped by `timeout`.
+c.GradeOutsideTheKernel.sandbox = True
+c.GradeOutsideTheKernel.tmp_size_mb = 512  # the sandbox's /tmp (and /dev/shm)
+c.GradeOutsideTheKernel.max_processes = 256  # processes and threads in the sandbox

@@ -2,7 +2,7 @@
 and a batch with 1 and with 2 workers.
 
     .venv/bin/python benchmarks/grading.py [--assignment ID] [--notebooks 8] [--repeat 3]
-                                           [--no-batch]
+                                           [--no-hang] [--no-batch]
 
 Prints, for the assignment's reference notebook (solutions/<id>/<id>.ipynb):
 - plain execution: nbclient running it top to bottom, what any notebook costs to run;
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--notebooks", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-batch", action="store_true", help="skip the grade-all figures")
+    parser.add_argument("--no-hang", action="store_true", help="skip the hanging submission")
     args = parser.parse_args()
     course = Course.at(Path(__file__).parent)
     notebook = course.source_notebook(args.assignment)
@@ -70,16 +71,8 @@ def main() -> None:
     print(f"gradschool grade --no-sandbox     {unsandboxed:6.1f} s  (sandbox overhead "
           f"{100 * (graded / unsandboxed - 1):+.0f}%)")
 
-    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
-        hanging = Path(tmp) / f"{args.assignment}.ipynb"
-        name = _hang_first_function(notebook, hanging)
-        start = time.perf_counter()
-        report = grade_notebook(course, hanging, args.assignment)
-        seconds = time.perf_counter() - start
-    statuses = sorted({t.status for t in report.tests})
-    print(f"grade, {name} never returns       {seconds:6.1f} s  ({seconds / graded:.1f}x the "
-          f"correct one; statuses {', '.join(statuses)})")
-    print(f"  time limits: {report.limits}")
+    if not args.no_hang:
+        _hanging(course, notebook, args.assignment, graded)
     if args.no_batch:
         return
 
@@ -98,6 +91,21 @@ def main() -> None:
             print(f"grade-all, {args.notebooks} notebooks, {workers} worker{'s' * (workers > 1)}"
                   f"  {seconds[workers]:6.1f} s  ({per_minute:.1f} notebooks/min)")
         print(f"speed-up with 2 workers            {seconds[1] / seconds[2]:6.2f}x")
+
+
+def _hanging(course: Course, notebook: Path, assignment: str, correct: float) -> None:
+    """Grade the reference with its first function never returning; compare with ``correct``
+    (seconds to grade the reference)."""
+    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
+        hanging = Path(tmp) / f"{assignment}.ipynb"
+        name = _hang_first_function(notebook, hanging)
+        start = time.perf_counter()
+        report = grade_notebook(course, hanging, assignment)
+        seconds = time.perf_counter() - start
+    statuses = sorted({t.status for t in report.tests})
+    print(f"grade, {name} never returns       {seconds:6.1f} s  ({seconds / correct:.1f}x the "
+          f"correct one; statuses {', '.join(statuses)})")
+    print(f"  time limits: {report.limits}")
 
 
 def _hang_first_function(notebook: Path, target: Path) -> str:

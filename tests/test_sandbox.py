@@ -302,11 +302,13 @@ def test_grading_kernel_in_the_sandbox_sees_no_course(tmp_path):
 
 
 def test_budgets_from_timings_and_without(tmp_path):
-    timings = {"assignment": "a", "total_s": 20.0, "cells": {"fast": 0.2, "slow": 3.0}}
+    timings = {"assignment": "a", "total_s": 20.0,
+               "cells": {"fast": 0.2, "slow": 3.0, "slow:checks": 2.5}}
     (tmp_path / "a.timings.json").write_text(json.dumps(timings))
     budgets = load_budgets(tmp_path, "a", timeout=60, notebook_timeout=900, override=False)
     assert (budgets.cell("fast"), budgets.cell("slow"), budgets.cell(None)) == (
         CELL_FLOOR, 30, CELL_FLOOR)
+    assert (budgets.checks("slow"), budgets.checks("fast")) == (25, 60)  # 60: no reference
     assert budgets.notebook == NOTEBOOK_FACTOR * 20 + NOTEBOOK_SLACK
     assert load_budgets(tmp_path, "a", timeout=20, notebook_timeout=900,
                         override=False).cell("slow") == 20  # capped by the timeout

@@ -120,7 +120,8 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 cell = nb.cells[index]
                 if cell.cell_type != "code":
                     continue
-                budget = budgets.cell(grade_id(cell))
+                left = max(1, round(deadline - time.monotonic()))  # no cell outlasts the notebook
+                budget = min(budgets.cell(grade_id(cell)), left)
                 if time.monotonic() > deadline:
                     outcome = Outcome(Status.TIMEOUT, f"not run: the notebook's time budget "
                                       f"({budgets.notebook:.0f} s) was used up")
@@ -130,7 +131,8 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                     if outcome.status not in (Status.OK, Status.ERROR):
                         casualty = outcome
                     continue
-                kernel.timeout = budget  # each hidden check's probes: the test cell's budget
+                left = max(1, round(deadline - time.monotonic()))
+                kernel.timeout = min(budgets.checks(grade_id(cell)), left)  # each of its probes
                 verdict = self._verdict(grade_id(cell), outcome, kernel, hidden,
                                         own_code(nb, grade_id(cell)))
                 kernel.timeout = self.timeout

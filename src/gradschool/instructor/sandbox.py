@@ -9,17 +9,19 @@ namespaces:
   folders ``.pth`` files add to ``sys.path``, e.g. an editable install's ``src/``), ``/dev`` with
   the NVIDIA device files when they exist, and a private ``/proc``. Nothing else: no repository
   root, ``autograder/``, ``solutions/``, gradebook, other submissions or home folder;
-- the only writable places are two tmpfs of bounded size, gone when the kernel ends: ``/tmp``
+- the only writable places are tmpfs of bounded size, gone when the kernel ends: ``/tmp``
   (``HOME`` too), which holds the kernel's working folder, a private copy of the submission's
-  folder; and the exchange folder, a mount point the kernel cannot rename or replace, holding the
-  kernel's IPC sockets and the probe files. The grader reaches it from outside through
-  ``/proc/<pid>/root``; there is no writable host folder at all;
+  folder; ``/dev/shm``; and the exchange folder, a mount point the kernel cannot rename or
+  replace, holding the kernel's IPC sockets and the probe files. The grader reaches it from
+  outside through ``/proc/<pid>/root``; there is no writable host folder at all;
 - no network at all: an empty network namespace (its own loopback only), the kernel is talked to
   over ZMQ IPC sockets;
-- the kernel runs without capabilities, cannot create user namespaces, under a limit of
-  ``max_processes`` processes and threads (``RLIMIT_NPROC``, counted in its own user namespace);
-  a grader running as root first drops to an unprivileged uid (default ``nobody``), for which the
-  kernel enforces that limit (it never does for root);
+- the kernel runs as an unprivileged user without capabilities (no-new-privs: setuid programs
+  do not elevate), under a limit of ``max_processes`` processes and threads (``RLIMIT_NPROC``,
+  counted in the sandbox's own user namespace). As root, bwrap runs privileged (so it can bind a
+  Python installed under /root, mode 700) and the launcher inside drops to ``uid`` (default
+  ``nobody``), for which the kernel enforces that limit (it never does for root); otherwise bwrap
+  runs in a user namespace and the kernel as the grader's uid there;
 - ``--die-with-parent``: when the grader dies, so do bwrap and everything in the sandbox, and
   since the kernel is the PID namespace's only child, nothing it started survives it.
 
@@ -53,7 +55,7 @@ INPUTS = "/run/gradschool"
 WORKDIR = "/tmp/submission"
 #: Environment variables passed from the grader to the kernel; everything else is cleared.
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-              "NVIDIA_VISIBLE_DEVICES", "PYTHONHASHSEED")
+              "NVIDIA_VISIBLE_DEVICES", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_HOME")
 #: Seconds the sandbox gets to set itself up before the kernel counts as dead.
 START_LIMIT = 30
 
@@ -109,8 +111,12 @@ def bwrap_path() -> str:
 
 
 def _python_folders() -> list[str]:
-    """The folders the kernel's Python needs: its prefixes and the folders .pth files add."""
+    """The folders the kernel's Python needs: its prefixes, the folders .pth files add, and
+    those of LD_LIBRARY_PATH and CUDA_HOME (e.g. a CUDA driver outside /usr)."""
     folders = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    libraries = os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+    folders |= {f for f in [*libraries, os.environ.get("CUDA_HOME", "")]
+                if os.path.isabs(f) and os.path.isdir(f) and os.path.realpath(f) != "/"}
     for site_dir in [*site.getsitepackages(), site.getusersitepackages()]:
         for pth in sorted(glob.glob(os.path.join(site_dir, "*.pth"))):
             with open(pth, encoding="utf-8", errors="replace") as file:
