@@ -72,6 +72,15 @@ def grade_json(path: Path, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def grade_released_stub(assignment: str) -> str:
+    """``gradschool grade`` on the released notebook as it is: exit 0 and a table that ends in
+    0 points. Returns the table."""
+    result = gradschool("grade", str(release_notebook(assignment)))
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^{assignment}: 0 / \d+ points$", result.stdout, flags=re.M), result.stdout
+    return result.stdout
+
+
 def results_by_function(report: dict, assignment: str) -> dict[str, dict]:
     """Each defined name's test result: the first graded test cell after its solution cell."""
     nb = nbformat.read(solution_notebook(assignment), as_version=4)
