@@ -24,6 +24,7 @@ from conftest import BIN, gradschool
 from kinds.course import ASSIGNMENT, grade, make_course, notebook
 from kinds.solutions import SOLUTIONS
 
+from gradschool.instructor import sandbox
 from gradschool.instructor.budgets import CELL_FLOOR, NOTEBOOK_FACTOR, NOTEBOOK_SLACK, load_budgets
 
 TMP_SIZE_MB = 16  # the sandbox's /tmp in these tests
@@ -317,3 +318,12 @@ def test_budgets_from_timings_and_without(tmp_path):
     assert flat.note.startswith("no reference timings for b")
     given = load_budgets(tmp_path, "a", timeout=5, notebook_timeout=900, override=True)
     assert (given.cell("slow"), given.note[:15]) == (5, "--timeout given")
+
+
+def test_a_python_environment_under_tmp_is_bound_over_the_private_tmp(monkeypatch, tmp_path):
+    """A checkout under /tmp (as on a CI box) keeps its .venv visible: the sandbox's /tmp is
+    mounted first, the environment on top of it, not the other way round."""
+    monkeypatch.setattr(sandbox, "_python_folders", lambda: ["/tmp/checkout/.venv"])
+    args = sandbox.bwrap_command(sandbox.Sandbox(), tmp_path, "/run/exchange", ["python"])
+    pairs = list(zip(args, args[1:], strict=False))
+    assert pairs.index(("--tmpfs", "/tmp")) < pairs.index(("--ro-bind", "/tmp/checkout/.venv"))

@@ -161,6 +161,9 @@ def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[st
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
+    # The private /tmp first: a Python environment that lives under /tmp (a CI checkout) is then
+    # bound on top of it instead of being hidden by it.
+    args += ["--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/tmp"]
     binds = {folder: folder for folder in ("/usr", "/etc", "/sys", *_python_folders())}
     binds[INPUTS] = str(inputs)
     parents = sorted({str(p) for inside in binds for p in Path(inside).parents} - {"/"})
@@ -171,8 +174,7 @@ def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[st
     args += ["--dev", "/dev", "--proc", "/proc"]
     for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri")):
         args += ["--dev-bind", device, device]
-    args += ["--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/tmp",
-             "--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/dev/shm",
+    args += ["--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/dev/shm",
              "--size", str(settings.exchange_size_mb * 2**20), "--tmpfs", exchange]
     env = {"HOME": "/tmp", "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
            "LANG": "C.UTF-8", **{k: os.environ[k] for k in PASSED_ENV if k in os.environ}}
