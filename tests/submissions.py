@@ -1,24 +1,39 @@
-"""Submissions as students make them, for any assignment of the course.
+"""Submissions as students make them, for any assignment of the course, graded two ways.
 
-A submission is the released notebook (``course/<id>/<id>.ipynb``) with its solution cells filled
-in: by the reference solution taken from ``solutions/``, by known-wrong code, or by an attack. It is
-graded by the real ``gradschool grade`` command, and its JSON report is read back::
+End to end: a submission is the released notebook (``course/<id>/<id>.ipynb``) with its solution
+cells filled in (by the reference solution taken from ``solutions/``, by known-wrong code, by an
+attack) and extra cells a student adds; it is graded by the real ``gradschool grade`` command, and
+its JSON report is read back::
 
-    code = {**reference_code(ID), "adam_step": WRONG_ADAM}
+    code = {**reference_code(ID), "Adam": WRONG_ADAM}
     report = grade_json(make_submission(tmp_path, ID, code))
-    assert results_by_function(report, ID)["adam_step"]["status"] == "failed"
+    assert results_by_function(report, ID)["Adam"]["status"] == "failed"
+
+In process, for single mistakes (a whole grade costs 15 to 40 s, this well under one):
+:func:`hidden_verdict` runs one test's delegation reading and hidden checks on the given cells,
+through :class:`InProcessKernel`, which executes the probes here with the grader's own runner
+(guard, stand-ins, devices)::
+
+    assert hidden_verdict(ID, "adam-tests", [REFERENCE["Adam"]]) == ""
+    assert "bias correction" in hidden_verdict(ID, "adam-tests", [WRONG_ADAM])
 """
 
 from __future__ import annotations
 
 import json
+import linecache
 import re
+import sys
+import tempfile
+import types
 from pathlib import Path
 
 import nbformat
+import torch
 from conftest import ROOT, gradschool
 
 from gradschool.cells import grade_id, is_solution_cell
+from gradschool.delegation import StudentCode, graded_names
 
 DEFINITION = re.compile(r"^(?:def|class) (\w+)\b", flags=re.M)
 
@@ -92,3 +107,96 @@ def results_by_function(report: dict, assignment: str) -> dict[str, dict]:
         if found is not None:
             out[name] = tests[found]
     return out
+
+
+def checks_of(assignment: str):
+    """The assignment's hidden checks, loaded as the grader loads them."""
+    from gradschool.instructor import load_hidden_checks
+
+    return load_hidden_checks(ROOT / "autograder" / "checks" / f"{assignment}.py")
+
+
+def locked_sources(assignment: str, *ids: str) -> list[str]:
+    """The sources of the solution notebook's cells with these grade_ids, in the given order."""
+    nb = nbformat.read(solution_notebook(assignment), as_version=4)
+    by_id = {grade_id(c): c.source for c in nb.cells}
+    return [by_id[i] for i in ids]
+
+
+#: What every notebook's setup cell imports (the trusted context of an in-process kernel).
+SETUP = "import math\nimport torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
+
+
+class InProcessKernel:
+    """A stand-in for the grading kernel: runs the cells, then each probe, in this process.
+
+    Probes go through the grader's own runner (``gradschool.instructor.probe``), so the guard
+    (tripwires, graded names), the stand-ins and the device marks behave as in a real grade; only
+    the sandbox and the time limits are missing. Use it for code written by the tests only.
+    """
+
+    def __init__(self, *sources: str, context: tuple[str, ...] = (SETUP,)) -> None:
+        from gradschool.instructor import Guard
+
+        self.main = types.ModuleType("__main__")
+        self.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        self.guard = Guard()
+        for i, source in enumerate((*context, *sources)):
+            name = f"<cell {id(self)}-{i}>"
+            linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+            self._run(compile(source, name, "exec"))
+
+    def _run(self, code) -> None:
+        saved = sys.modules["__main__"]
+        sys.modules["__main__"] = self.main
+        try:
+            exec(code, self.main.__dict__)
+        finally:
+            sys.modules["__main__"] = saved
+
+    def probe(self, code: str, **inputs):
+        from gradschool.instructor import Outcome, ProbeFailed
+        from gradschool.instructor.kernel import read_result
+        from gradschool.instructor.probe import answer, probe_cell
+
+        with tempfile.TemporaryDirectory(prefix="gradschool-inprocess-") as folder:
+            source, target = Path(folder, "in.pt"), Path(folder, "out.pt")
+            torch.save(inputs, source)
+            try:
+                self._run(probe_cell(code, str(source), str(target), self.guard))
+            except Exception as exc:  # what the kernel reports as an error
+                raise ProbeFailed(Outcome("error", f"{type(exc).__name__}: {exc}")) from exc
+            return answer(read_result(target))
+
+
+def graded_of(assignment: str, test_id: str) -> tuple[str, ...]:
+    """The names the exercise of ``test_id`` defines, from the solution notebook."""
+    nb = nbformat.read(solution_notebook(assignment), as_version=4)
+    prefix = test_id.removesuffix("-tests") + "-"
+    return tuple(n for c in nb.cells if is_solution_cell(c) and grade_id(c).startswith(prefix)
+                 for n in graded_names(c.source))
+
+
+def hidden_verdict(assignment: str, test_id: str, cells: list[str],
+                   context: tuple[str, ...] = (SETUP,)) -> str:
+    """What the grader says of test ``test_id`` when the student's code cells are ``cells`` (in
+    order, after the trusted ``context``): "" when the delegation reading and every hidden check
+    pass, else the failure message."""
+    from gradschool.instructor import Guard, ProbeFailed
+
+    checks = checks_of(assignment)
+    graded = graded_of(assignment, test_id)
+    forbidden = tuple(sorted(checks.forbidden_names.get(test_id, set())))
+    finding = StudentCode(enumerate(cells), context=context).delegation(graded, forbidden)
+    if finding:
+        return finding.message()
+    kernel = InProcessKernel(*cells, context=context)
+    kernel.guard = Guard(graded, forbidden, dict(checks.stand_ins.get(test_id, {})))
+    for check in checks.functions[test_id]:
+        try:
+            check(kernel)
+        except AssertionError as exc:
+            return str(exc) or type(exc).__name__
+        except ProbeFailed as exc:
+            return exc.outcome.message
+    return ""

@@ -10,17 +10,14 @@ the other functions.
 
 from __future__ import annotations
 
-import io
-import sys
-import types
-
 import nbformat
 import pytest
-import torch
 from conftest import ROOT
 from submissions import (
+    InProcessKernel,
     grade_json,
     grade_released_stub,
+    hidden_verdict,
     make_submission,
     reference_code,
     results_by_function,
@@ -28,7 +25,7 @@ from submissions import (
     solution_notebook,
 )
 
-from gradschool.instructor import delegation, load_hidden_checks
+from gradschool.instructor import ProbeFailed, load_hidden_checks
 
 ASSIGNMENT = "05-batchnorm"
 FORWARD, BACKWARD, MODULE = "batchnorm_forward", "batchnorm_backward", "BatchNorm1d"
@@ -168,52 +165,10 @@ class BatchNorm1d(torch.nn.Module):
 }
 
 
-# -- a stand-in for the grading kernel: probes run here, results travel as plain data ----------
-class ProbeError(Exception):
-    """The submission raised inside a probe (the real grader fails the test then)."""
-
-
-class InProcessKernel:
-    """Runs ``kernel.probe`` code here on the given definitions, in a fresh ``__main__``."""
-
-    def __init__(self, *sources: str) -> None:
-        self.main = types.ModuleType("__main__")
-        exec("import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
-             + "\n".join(sources), self.main.__dict__)
-
-    def probe(self, code: str, **inputs):
-        saved = sys.modules["__main__"]
-        sys.modules["__main__"] = self.main
-        try:
-            namespace = {**self.main.__dict__, **_roundtrip(inputs)}
-            exec(compile(code, "<grader>", "exec"), namespace)
-        except Exception as exc:
-            raise ProbeError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            sys.modules["__main__"] = saved
-        return _roundtrip(namespace["result"])
-
-
-def _roundtrip(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def run_checks(test_id: str, own: str, *before: str) -> str:
-    """'' when every hidden check of ``test_id`` passes, else why not: ``own`` is the
-    exercise's cell (the one the delegation check reads), ``before`` the earlier exercises'."""
-    why = delegation([own], CHECKS.forbidden_names.get(test_id, set()))
-    if why:
-        return why
-    kernel = InProcessKernel(*before, own)
-    for check in CHECKS.functions[test_id]:
-        try:
-            check(kernel)
-        except (AssertionError, ProbeError) as exc:
-            return str(exc) or type(exc).__name__
-    return ""
+    """'' when the grader passes test ``test_id`` with the exercise's cell ``own`` after the
+    earlier exercises' cells ``before``, else why not (delegation reading and hidden checks)."""
+    return hidden_verdict(ASSIGNMENT, test_id, [*before, own])
 
 
 def test_reference_passes_every_hidden_check():
@@ -242,11 +197,12 @@ def test_each_backward_mistake_is_caught(mistake):
 
 
 def test_autograd_routes_are_caught_by_the_values_too():
-    """Without the static check, the probe itself refuses a graph or a closure in the cache."""
+    """Without the delegation reading and its guard, the probe itself refuses a graph or a
+    closure in the cache."""
     for mistake in ("autograd replayed inside the backward",
                     "a torch.func.vjp closure in the cache"):
         kernel = InProcessKernel(*WRONG_BACKWARD[mistake])
-        with pytest.raises((AssertionError, ProbeError), match="cache|autograd"):
+        with pytest.raises((AssertionError, ProbeFailed), match="cache|autograd"):
             for check in CHECKS.functions[TEST_OF[BACKWARD]]:
                 check(kernel)
 
@@ -257,24 +213,26 @@ def test_each_module_mistake_is_caught(mistake):
                       REFERENCE[BACKWARD]) != ""
 
 
-@pytest.mark.parametrize("test_id, source, named", [
-    (TEST_OF[FORWARD], "import torch.nn.functional as nnf\nout = nnf.batch_norm(x, a, b)",
-     "batch_norm"),
+@pytest.mark.parametrize("test_id, body, named", [
+    (TEST_OF[FORWARD], "import torch.nn.functional as nnf\n    out = nnf.batch_norm(x, a, b)",
+     "torch.nn.functional.batch_norm"),
     (TEST_OF[FORWARD], "from torch.nn.functional import batch_norm as bn", "batch_norm"),
     (TEST_OF[FORWARD], "out = torch.ops.aten.native_batch_norm(x, g, b, m, v, True, 0.1, 1e-5)",
      "native_batch_norm"),
     (TEST_OF[FORWARD], "x_hat = F.layer_norm(x.T, (x.shape[0],)).T", "layer_norm"),
     (TEST_OF[FORWARD], "f = getattr(F, 'batch' + '_norm')", "getattr with a computed name"),
-    (TEST_OF[FORWARD], "out, pullback = torch.func.vjp(f, x, gamma, beta)", "func"),
-    (TEST_OF[BACKWARD], "out.backward(dout)", "backward"),
-    (TEST_OF[BACKWARD], "dx, = torch.autograd.grad(out, x, dout)", "autograd"),
-    (TEST_OF[BACKWARD], "_, f = torch.func.vjp(g, x)", "func"),
-    (TEST_OF[BACKWARD], "with torch.enable_grad():\n    pass", "enable_grad"),
+    (TEST_OF[FORWARD], "out, pullback = torch.func.vjp(f, x, gamma, beta)", "torch.func"),
+    (TEST_OF[BACKWARD], "out.backward(dout)", "torch.Tensor.backward"),
+    (TEST_OF[BACKWARD], "dx, = torch.autograd.grad(out, x, dout)", "torch.autograd.grad"),
+    (TEST_OF[BACKWARD], "_, f = torch.func.vjp(g, x)", "torch.func"),
+    (TEST_OF[BACKWARD], "with torch.enable_grad():\n        pass", "torch.enable_grad"),
     (TEST_OF[MODULE], "y = F.batch_norm(x, m, v, w, b, True)", "batch_norm"),
-    (TEST_OF[MODULE], "dx, = torch.autograd.grad(y, x, dout)", "grad"),
+    (TEST_OF[MODULE], "dx, = torch.autograd.grad(y, x, dout)", "torch.autograd.grad"),
 ])
-def test_delegation_is_named(test_id, source, named):
-    assert named in delegation([source], CHECKS.forbidden_names[test_id])
+def test_delegation_is_named(test_id, body, named):
+    name = {TEST_OF[FORWARD]: FORWARD, TEST_OF[BACKWARD]: BACKWARD, TEST_OF[MODULE]: MODULE}
+    source = f"def {name[test_id]}(x, *args):\n    {body}\n"
+    assert named in run_checks(test_id, source)
 
 
 # -- end to end: `gradschool grade` ------------------------------------------------------------

@@ -37,18 +37,20 @@ DELEGATING = {
     "softmax": ("def softmax(x, dim=-1):\n    return getattr(torch, 'soft' + 'max')(x, dim)\n",
                 "getattr with a computed name"),
     "dropout": ("import torch.nn.functional as F\n\ndef dropout_(x, p, generator=None):\n"
-                "    return F.dropout(x, p, training=True, inplace=True)\n", "uses dropout"),
-    # No forbidden name in the source: only the check of MyAdam's base classes catches it.
+                "    return F.dropout(x, p, training=True, inplace=True)\n",
+                "uses torch.nn.functional.dropout"),
+    # No torch name in the source, the base class found at run time: the probe's guard sees it.
     "adam": ("Base = [c for c in torch.optim.Optimizer.__subclasses__()\n"
              "        if c.__name__.startswith('Ad') and len(c.__name__) == 4][0]\n\n"
-             "class MyAdam(Base):\n    pass\n", "torch's Adam among MyAdam's base classes"),
+             "class MyAdam(Base):\n    pass\n", "uses __subclasses__"),
     "batchnorm": (_edit("batchnorm",
                         "BatchNormFunction.apply(x, self.weight, self.bias, self.eps)",
                         "torch.nn.functional.batch_norm(x, None, None, self.weight, self.bias,"
                         " True, 0.0, self.eps)"),
-                  "uses batch_norm"),
+                  "uses torch.nn.functional.batch_norm"),
     "sampler": ("def sample_normal(n, mean=0.0, std=1.0, generator=None):\n"
-                "    return mean + std * torch.randn(n, generator=generator)\n", "uses randn"),
+                "    return mean + std * torch.randn(n, generator=generator)\n",
+                "uses torch.randn"),
 }
 
 

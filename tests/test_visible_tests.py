@@ -58,3 +58,22 @@ def test_unreadable_notebook_is_exit_2(tmp_path):
     (tmp_path / "x.ipynb").write_text("{")
     result = gradschool("check", str(tmp_path / "x.ipynb"), cwd=tmp_path)
     assert result.returncode == 2 and "not a readable Jupyter notebook" in result.stderr
+
+
+def test_check_reports_the_delegation_the_grader_will_see(tmp_path):
+    """The release writes each test's forbidden entries into the notebook; `check` reads the
+    exercise's code as the grader will: the scratch cell comparing with math.pow is fine, the
+    exercise calling it is reported with its line, though its visible test passes."""
+    path = _notebook(tmp_path, "import math\n\ndef square(x):\n    return math.pow(x, 2)")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].metadata["nbgrader"]["grade_id"] = "square-solution"
+    nb.cells.append(nbformat.v4.new_code_cell("print(square(2), math.pow(2, 2))"))
+    nb.metadata["gradschool_delegation"] = {"square-tests": ["math.pow"]}
+    nbformat.write(nb, path)
+    result = gradschool("check", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert ("FAIL  square-tests (2 points): the grader will give 0 points: uses math.pow "
+            "(`return math.pow(x, 2)`, line 4 of the cell `import math`)") in result.stdout
+    nb.cells[0].source = "def square(x):\n    return x * x"
+    nbformat.write(nb, path)
+    assert gradschool("check", str(path), cwd=tmp_path).returncode == 0

@@ -16,10 +16,9 @@ from gradschool.checks import (
     bernoulli_rate_test,
     normal_mean_std_test,
 )
-from gradschool.instructor import HiddenChecks
+from gradschool.instructor import HiddenChecks, device_of
 
 checks = HiddenChecks()
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # A model with Linear layers at every depth and every other kind of parameter and buffer.
 NESTED = """
@@ -90,7 +89,7 @@ def call_on_nested(kernel, function: str, state: dict, width: int, dtype: torch.
     assert_equal(sorted(got["state"]), sorted(state), name=f"state dict keys after {call}")
     for key, before in state.items():
         after = got["state"][key]
-        assert_equal((after.dtype, tuple(after.shape), after.device.type),
+        assert_equal((after.dtype, tuple(after.shape), device_of(after)),
                      (before.dtype, tuple(before.shape), device), name=f"'{key}' after {call}")
     assert_equal(got["returned_model"], True, name=f"{call} returns the model itself")
     assert_equal(got["same_storage"], True, name=f"{call} works in place (same tensors)")
@@ -116,7 +115,7 @@ def assert_untouched(got: dict, state: dict, linear: set[str], call: str) -> Non
 @checks.test("constant-init-tests")
 def constant_init_sets_every_linear_and_nothing_else(kernel):
     linear = linear_names()
-    for device in DEVICES:
+    for device in kernel.devices:
         for dtype, value in [(torch.float64, -0.37), (torch.float32, 3), (torch.float16, 0.1)]:
             state = nested_state(7, dtype, seed=123)
             got = call_on_nested(kernel, "constant_init_", state, 7, dtype, device, value)
@@ -187,7 +186,7 @@ def count_cases():
 
 @checks.test("count-units-tests")
 def count_distinct_units_counts_groups(kernel):
-    for device in DEVICES:
+    for device in kernel.devices:
         for weight, layout, kwargs, expected, what in count_cases():
             got = kernel.probe(COUNT, weight=weight, layout=layout, kwargs=kwargs, device=device)
             assert_equal(type(got["n"]).__name__, "int",
@@ -209,7 +208,7 @@ def assert_normal(w: torch.Tensor, std: float, what: str) -> None:
 @checks.test("random-init-tests")
 def random_init_draws_normal_weights_and_zero_biases(kernel):
     linear = linear_names(400)
-    for device in DEVICES:
+    for device in kernel.devices:
         state = nested_state(400, torch.float64, seed=321)
         call = f"random_init_(model, 0.05, generator) (float64, {device})"
         got = call_on_nested(kernel, "random_init_", state, 400, torch.float64, device, 0.05,
@@ -322,7 +321,7 @@ COLLAPSE_CASES = [  # (d, h, k, activation, bias, dtype, seed): sizes the notebo
 @checks.test("collapse-tests")
 def collapse_to_one_unit_computes_the_same_logits(kernel):
     x = 2 * torch.randn(64, 12, generator=torch.Generator().manual_seed(99), dtype=torch.float64)
-    for device in DEVICES:
+    for device in kernel.devices:
         for d, h, k, act, bias, dtype, seed in COLLAPSE_CASES:
             state = {key: v.to(dtype) for key, v in tied_state(d, h, k, bias, seed).items()}
             activation = eval(ACTIVATIONS[act], {"torch": torch})
@@ -346,7 +345,7 @@ def collapse_to_one_unit_computes_the_same_logits(kernel):
             shapes = {"0.weight": (1, d), "0.bias": (1,), "2.weight": (k, 1), "2.bias": (k,)}
             for key in keys:
                 p = got["state"][key]
-                assert_equal((tuple(p.shape), p.dtype, p.device.type), (shapes[key], dtype, device),
+                assert_equal((tuple(p.shape), p.dtype, device_of(p)), (shapes[key], dtype, device),
                              name=f"(shape, dtype, device) of '{key}' returned by {what}")
             assert_equal(all(got["requires_grad"]), True,
                          name=f"requires_grad of the parameters returned by {what}")

@@ -18,23 +18,25 @@ import torch
 from torch import nn
 
 from gradschool.checks import assert_close, assert_equal, bernoulli_rate_test
-from gradschool.instructor import HiddenChecks
+from gradschool.instructor import HiddenChecks, device_of
 
 checks = HiddenChecks()
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 ALPHA = 1e-11
 
-# torch's dropout, however reached: the plain names `dropout` / `Dropout` cannot be forbidden
-# (they are the exercise's own names, which a student calls in scratch cells), so F.dropout,
-# torch.dropout and nn.Dropout are caught by behaviour instead: they cannot draw from a
-# torch.Generator, so the generator checks below fail them. Forbidden here: the other entry
-# points, and what it would take to make the global generator behave like the given one
-# (seeding it and restoring its state afterwards).
+# torch's dropout, however reached (gradschool.delegation: torch's objects, not the student's
+# own `dropout` and `Dropout`), and what it would take to make the global generator behave like
+# the given one (seeding it and restoring its state afterwards). The generator checks below
+# catch the rest by behaviour: torch's dropout cannot draw from a torch.Generator.
 FORBID = [
-    "native_dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout",
-    "_fused_dropout", "fused_dropout", "dropout1d", "dropout2d", "dropout3d", "Dropout1d",
-    "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "_VF",
-    "fork_rng", "set_rng_state", "set_rng_state_all", "set_state", "graphsafe_set_state",
+    "torch.nn.functional.dropout", "torch.nn.functional.dropout1d",
+    "torch.nn.functional.dropout2d", "torch.nn.functional.dropout3d",
+    "torch.nn.functional.alpha_dropout", "torch.nn.functional.feature_alpha_dropout",
+    "torch.dropout", "torch.dropout_", "torch.alpha_dropout", "torch.feature_dropout",
+    "torch.feature_alpha_dropout", "torch.native_dropout", "torch.nn.modules.dropout", "torch._VF",
+    "native_dropout", "_fused_dropout", "fused_dropout",
+    "torch.random.fork_rng", "torch.random.set_rng_state", "torch.set_rng_state",
+    "torch.cuda.set_rng_state", "torch.cuda.set_rng_state_all", "torch.Generator.set_state",
+    "graphsafe_set_state",
 ]
 
 # -- shared probes ------------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def check_calls(kernel, function, x, p, device, kept_value):
     got = kernel.probe(CALLS.replace("FUNCTION", function), x=x, p=p, seed=17, device=device)
     what = f"{function}(x, p={p}) on a {tuple(x.shape)} {x.dtype} x on {device}"
     y1 = got["y1"]
-    assert_equal((y1.dtype, tuple(y1.shape), y1.device.type), (x.dtype, tuple(x.shape), device),
+    assert_equal((y1.dtype, tuple(y1.shape), device_of(y1)), (x.dtype, tuple(x.shape), device),
                  name=f"dtype, shape and device of {what}")
     assert_equal(got["x"].cpu(), x, name=f"x after {what} (the input must not change)")
     y1 = y1.cpu()
@@ -164,7 +166,7 @@ def check_calls(kernel, function, x, p, device, kept_value):
 
 def check_errors(kernel, function):
     cases = [(-0.01, True), (1.01, True), (2.0, False), (-1.0, False)]
-    for device in DEVICES:
+    for device in kernel.devices:
         got = kernel.probe(ERRORS.replace("FUNCTION", function), cases=cases, device=device)
         for (bad, training), raised in zip(cases, got, strict=True):
             assert_equal(raised, "ValueError",
@@ -175,7 +177,7 @@ def check_backward(kernel, function, scale, training=True):
     g = torch.Generator().manual_seed(8)
     x = nonzero_input((60, 70), torch.float64, seed=9)
     upstream = torch.randn(60, 70, generator=g, dtype=torch.float64)
-    for device in DEVICES:
+    for device in kernel.devices:
         for p in (0.35, 0.8):
             got = kernel.probe(BACKWARD.replace("FUNCTION", function), x=x, p=p, device=device,
                                upstream=upstream, training=training)
@@ -204,7 +206,7 @@ result = out
 
 @checks.test("inverted-dropout-tests", forbid=FORBID)
 def dropout_keeps_each_element_with_prob_1_minus_p_and_rescales(kernel):
-    for device in DEVICES:
+    for device in kernel.devices:
         dtypes = [torch.float64, torch.float32, torch.float16]
         for i, dtype in enumerate(dtypes):
             for p in (0.2, 0.7):
@@ -217,7 +219,7 @@ def dropout_keeps_each_element_with_prob_1_minus_p_and_rescales(kernel):
 @checks.test("inverted-dropout-tests", forbid=FORBID)
 def dropout_edge_cases_gradient_and_devices(kernel):
     x = nonzero_input((50, 60), torch.float32, seed=3)
-    for device in DEVICES:
+    for device in kernel.devices:
         got = kernel.probe(EDGES, x=x, device=device)
         assert_equal(got["eval"], [True] * 3,
                      name="dropout(x, p, training=False) is x, for p = 0.4, 0.0, 1.0")
@@ -243,7 +245,7 @@ result = {"eval": [classic_dropout(x, p, training=False) for p in ps],
 
 @checks.test("classic-dropout-tests", forbid=FORBID)
 def classic_dropout_masks_without_scaling_and_scales_at_test(kernel):
-    for device in DEVICES:
+    for device in kernel.devices:
         for dtype, p in ((torch.float64, 0.25), (torch.float32, 0.65)):
             x = nonzero_input((300, 400), dtype, seed=int(100 * p))
             check_calls(kernel, "classic_dropout", x, p, device, lambda v: v)
@@ -309,7 +311,7 @@ def dropout_module_follows_training_flag_p_and_generator(kernel):
     p, p2 = 0.3, 0.75
     x = nonzero_input((200, 300), torch.float32, seed=21)
     upstream = torch.randn(200, 300, generator=torch.Generator().manual_seed(2))
-    for device in DEVICES:
+    for device in kernel.devices:
         got = kernel.probe(MODULE, x=x, p=p, p2=p2, device=device, upstream=upstream)
         info = got["info"]
         assert_equal([c for c in info["mro"] if c.startswith("torch.nn.modules.dropout")], [],
@@ -441,14 +443,14 @@ def mc_dropout_predict_averages_probabilities_in_the_right_modes(kernel):
     configs = [  # (flags of the 5 modules, flag of the Sequential): all train, all eval, a mix
         ([True] * 5, True), ([False] * 5, False), ([False, True, False, False, True], False),
     ]
-    for device in DEVICES:
+    for device in kernel.devices:
         for flags, top in configs:
             got = kernel.probe(MC, state=state, x=x, p=p, flags=flags, top=top, device=device,
                                n_samples=n)
             what = (f"mc_dropout_predict(model, x, {n}) on {device} with the model's modes "
                     f"{got['before']}")
             mean, std = got["mean"], got["std"]
-            assert_equal((tuple(mean.shape), tuple(std.shape), mean.device.type),
+            assert_equal((tuple(mean.shape), tuple(std.shape), device_of(mean)),
                          ((4, 4), (4, 4), device), name=f"shapes and device of (mean, std), {what}")
             assert_equal(got["after"], got["before"],
                          name=f"the modules' training flags after {what} (restore them)")

@@ -2,7 +2,10 @@
 
 Unlike ``nbgrader validate`` (which always exits 0), this exits non-zero when a visible test fails
 or the notebook does not run. It only knows the visible tests in the student's copy: a pass here
-says "visible tests passed", never that the notebook will get full marks.
+says "visible tests passed", never that the notebook will get full marks. It also reads each
+exercise's code for delegation as the grader will (:mod:`gradschool.delegation`, with the lists
+the release wrote into the notebook's metadata): a test whose exercise reaches torch's
+implementation is reported failed, with the line, although its visible checks pass.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from gradschool.cells import grade_id, is_test_cell, points, read_notebook
+from gradschool.delegation import METADATA_KEY, notebook_delegation
 
 
 @dataclass
@@ -38,6 +42,7 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
     run or ""). The file itself is not modified.
     """
     nb = read_notebook(path)
+    delegations = _delegations(nb)
     client = NotebookClient(
         nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     )
@@ -52,8 +57,20 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
     for cell in filter(is_test_cell, nb.cells):
         ran = cell.get("execution_count") is not None
         message = _first_error(cell) if ran else "did not run"
+        if not message and grade_id(cell) in delegations:
+            message = f"the grader will give 0 points: {delegations[grade_id(cell)]}"
         results.append(VisibleTest(grade_id(cell), points(cell), ran and not message, message))
     return results, problem
+
+
+def _delegations(nb) -> dict[str, str]:
+    """test grade_id -> why the grader will read its exercise as delegation, for those it will."""
+    found = {}
+    for test_id, forbidden in nb.metadata.get(METADATA_KEY, {}).items():
+        finding = notebook_delegation(nb, test_id, forbidden)
+        if finding:
+            found[test_id] = finding.message()
+    return found
 
 
 def report(results: list[VisibleTest], problem: str) -> tuple[str, int]:

@@ -8,7 +8,8 @@
 - ``kernel``         the kernel a submission runs in, with time, memory and output limits
 - ``sandbox``        the bubblewrap sandbox around that kernel: no course files, no network
 - ``budgets``        time budgets per cell and per notebook, from the solution's recorded timings
-- ``hidden_checks``  how ``autograder/checks/<id>.py`` registers checks, and the delegation rule
+- ``hidden_checks``  how ``autograder/checks/<id>.py`` registers checks, forbidden lists, stand-ins
+- ``probe``          what a probe runs in the kernel: stand-ins, settings reset, tripwires
 - ``preprocessors``  the nbgrader steps that run the kernel and the hidden checks
 - ``status``         the statuses all of the above report
 
@@ -16,9 +17,10 @@ Hidden-check files import what they need from here: ``from gradschool.instructor
 HiddenChecks``.
 """
 
-from gradschool.instructor.hidden_checks import HiddenChecks, delegation, load_hidden_checks
+from gradschool.instructor.hidden_checks import HiddenChecks, load_hidden_checks
 from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.instructor.probe import Delegated, Guard, device_of
 from gradschool.instructor.status import Status
 
-__all__ = ["GradingKernel", "HiddenChecks", "Outcome", "ProbeFailed", "Status", "delegation",
-           "load_hidden_checks"]
+__all__ = ["Delegated", "GradingKernel", "Guard", "HiddenChecks", "Outcome", "ProbeFailed",
+           "Status", "device_of", "load_hidden_checks"]

@@ -9,7 +9,7 @@ Report contract (``GradeReport.to_json()``)::
     {"assignment": str, "score": float, "max_score": float,
      "tests": [{"id": grade_id, "score": float, "max_score": float,
                 "status": str, "message": str}],
-     "sandbox": bool, "limits": str}
+     "sandbox": bool, "limits": str, "devices": [str], "notes": [str]}
 
 ``score`` and ``max_score`` cover the autograded test cells. ``status`` is a
 :class:`~gradschool.instructor.status.Status`: ``passed``, ``failed``, ``timeout``,
@@ -17,7 +17,9 @@ Report contract (``GradeReport.to_json()``)::
 answers, which come last, with score 0 and their points as ``max_score``, outside the totals.
 ``message`` is empty for a passed test and says what failed otherwise. ``sandbox`` is False when
 the notebook was graded with ``--no-sandbox``; ``limits`` says which time budgets applied (see
-:mod:`gradschool.instructor.budgets`).
+:mod:`gradschool.instructor.budgets`); ``devices`` where the hidden checks ran the student's code
+(``["cpu"]``, or ``["cpu", "cuda"]`` when the grading kernel could use a GPU); ``notes`` what the
+grader wants the instructor to know about this grading, e.g. why CUDA was not used.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class GradeReport:
     tests: list[TestResult] = field(default_factory=list)
     sandbox: bool = True
     limits: str = ""
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -76,6 +80,8 @@ class GradeReport:
             lines.append(f"{t.id:<{width}}  {points:>9}  {t.status:<6}  {t.message}".rstrip())
         lines.append(f"{self.assignment}: {self.score:g} / {self.max_score:g} points")
         lines.append(f"time limits: {self.limits}")
+        lines.append(f"hidden checks ran on: {', '.join(self.devices)}")
+        lines += [f"note: {note}" for note in self.notes]
         if not self.sandbox:
             lines.append("WARNING: graded without the sandbox (--no-sandbox)")
         return "\n".join(lines)
@@ -157,6 +163,7 @@ def grade_notebook(
     report = GradeReport(
         assignment, sum(r.score for r in results), sum(r.max_score for r in results), results,
         sandbox=grading.get("sandbox", True), limits=grading.get("limits", ""),
+        devices=grading.get("devices", ["cpu"]), notes=grading.get("notes", []),
     )
     for answer_id in manual_cell_ids(source):
         report.tests.append(

@@ -15,8 +15,17 @@
 :meth:`GradingKernel.probe` is how hidden checks talk to the submission: it runs a piece of grader
 code in the kernel on inputs made by the grader and returns the ``result`` it computed. Data goes
 both ways through files written with ``torch.save`` and read back with ``torch.load(...,
-weights_only=True)``: only tensors and plain Python values come back, never objects with methods
-of the submission's choosing, and every comparison happens in the grader's own process.
+weights_only=True, map_location="cpu")``: only tensors and plain Python values come back, on the
+grader's CPU (the grader never opens a CUDA context of its own), never objects with methods of the
+submission's choosing, and every comparison happens in the grader's own process. While a test's
+checks run, :attr:`GradingKernel.guard` says what its probes watch and replace
+(:mod:`gradschool.instructor.probe`).
+
+Devices: :attr:`GradingKernel.devices` is ``["cpu"]``, plus ``"cuda"`` when the kernel itself ran
+one CUDA operation at its start (inside the sandbox, under its limits: a GPU the grader sees but
+the kernel cannot use costs nobody points; the reason goes into :attr:`GradingKernel.notes`).
+Hidden checks loop over it. :meth:`GradingKernel.cuda_healthy` drops CUDA for the rest of the
+notebook when a student's cell broke the CUDA context (a device-side assert), and says so once.
 
 With ``sandbox`` settings the kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox`
 (its working folder is then a private copy of ``cwd``, and the probe files go through the
@@ -26,6 +35,7 @@ sandbox's exchange folder); without, it runs as the grader, in ``cwd``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -34,7 +44,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
+from gradschool.instructor.probe import RESET, Guard, answer, probe_cell
 from gradschool.instructor.sandbox import Sandbox, SandboxedKernelManager
 
 #: How long an interrupted kernel gets to come back before it is killed, in seconds.
@@ -56,7 +66,12 @@ RESULT_LIMIT = 256 * 2**20
 MESSAGE_LIMIT = 300
 
 OUT_OF_MEMORY_SIGNS = ("MemoryError", "can't allocate memory", "Cannot allocate memory")
-
+CUDA_OUT_OF_MEMORY_SIGNS = ("CUDA out of memory", "CUDA error: out of memory")
+#: The grader's environment variable giving each kernel's share of its GPU's memory (grade-all
+#: sets it per worker when the machine has GPUs; see gradschool.instructor.gpus).
+CUDA_MEMORY_FRACTION = "GRADSCHOOL_CUDA_MEMORY_FRACTION"
+#: Seconds the first CUDA operation of a kernel may take (context creation, lazy loading).
+CUDA_START_LIMIT = 120
 
 
 class _OrphanedPollFilter(logging.Filter):
@@ -81,6 +96,32 @@ def __gradschool_no_exit(*args, **kwargs):
     raise SystemExit("exit() called: while grading it only stops the cell")
 get_ipython().ask_exit = __gradschool_no_exit
 del __gradschool_no_exit
+"""
+
+#: Run at a kernel's start when the grader sees a GPU: can this kernel really use CUDA? Prints
+#: one JSON line: {"cuda": bool, "why": str}. Caps the kernel's share of GPU memory first.
+CUDA_CHECK = """\
+def __gradschool_cuda(fraction):
+    import json, torch
+    ok, why = False, "torch.cuda.is_available() is False in the kernel"
+    if torch.cuda.is_available():
+        try:
+            if fraction:
+                torch.cuda.set_per_process_memory_fraction(fraction)
+            ok = torch.ones(2, device="cuda").add_(1).sum().item() == 4.0
+            why = "" if ok else "a CUDA addition gave a wrong result"
+        except Exception as error:  # noqa: BLE001
+            why = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    print(json.dumps({"cuda": ok, "why": why}))
+__gradschool_cuda(FRACTION)
+del __gradschool_cuda
+"""
+#: Is the kernel's CUDA context still usable? Raises when a device-side assert broke it.
+CUDA_HEALTH = """\
+import torch as __gradschool_torch
+__gradschool_torch.ones(1, device="cuda").add_(1).item()
+__gradschool_torch.cuda.empty_cache()
+del __gradschool_torch
 """
 
 
@@ -136,6 +177,8 @@ def _outcome_from_outputs(outputs: list) -> Outcome:
         return Outcome("ok")
     ename, evalue = errors[0].get("ename", "Error"), _one_line(errors[0].get("evalue", ""))
     message = f"{ename}: {evalue}" if evalue else ename
+    if any(sign in message for sign in CUDA_OUT_OF_MEMORY_SIGNS):
+        return Outcome("out_of_memory", f"ran out of the kernel's share of GPU memory ({message})")
     if any(sign in message for sign in OUT_OF_MEMORY_SIGNS):
         return Outcome("out_of_memory", f"ran out of the grader's memory limit ({message})")
     return Outcome("error", message)
@@ -168,6 +211,15 @@ class GradingKernel:
         self.sandbox = sandbox
         self.kernel_name = kernel_name
         self.restarts = 0
+        #: What the probes of the test being checked watch and replace (set by the grader).
+        self.guard = Guard()
+        #: Where hidden checks run the student's code: "cpu", plus "cuda" when it works here.
+        self.devices: list[str] = ["cpu"]
+        #: What the grader should tell about this grading (devices dropped and why), once each.
+        self.notes: list[str] = []
+        self._cuda_wanted = torch.cuda.is_available()  # no CUDA context in the grader
+        fraction = os.environ.get(CUDA_MEMORY_FRACTION, "")
+        self._cuda_fraction = float(fraction) if fraction else None
         self.completed: list[int] = []
         self.pids: list[int] = []  # of every kernel process started, to check none is left
         self._client = _CappedClient(
@@ -207,6 +259,48 @@ class GradingKernel:
         self._context.__enter__()
         self.pids.append(self._client.km.provisioner.pid)
         self._attempt_scratch(PREAMBLE)
+        if self._cuda_wanted:
+            self._decide_cuda()
+
+    def _decide_cuda(self) -> None:
+        """Let the kernel say whether it can use CUDA (see the module doc)."""
+        outcome, text = self._scratch_output(
+            CUDA_CHECK.replace("FRACTION", repr(self._cuda_fraction)), CUDA_START_LIMIT)
+        try:
+            reply = json.loads(text.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            reply = {"cuda": False, "why": outcome.message or "no answer from the kernel"}
+        if reply["cuda"]:
+            if "cuda" not in self.devices:
+                self.devices.append("cuda")
+        else:
+            self._drop_cuda(f"the grader has a GPU but the grading kernel cannot use it "
+                            f"({reply['why']}): hidden checks ran on the CPU only")
+
+    def _drop_cuda(self, note: str) -> None:
+        if "cuda" in self.devices:
+            self.devices.remove("cuda")
+        if note not in self.notes:
+            self.notes.append(note)
+        self._cuda_wanted = False  # a restarted kernel stays on the CPU too
+
+    def cuda_healthy(self, before: str) -> bool:
+        """Check the kernel's CUDA context before the test ``before``; when a student's cell
+        broke it, drop CUDA for the rest of the notebook (noted once) and return False."""
+        if "cuda" not in self.devices:
+            return True
+        outcome = self._attempt_scratch(CUDA_HEALTH, CUDA_START_LIMIT)
+        if outcome.ok:
+            return True
+        self._drop_cuda(f"the kernel's CUDA context broke before {before} ({outcome.message}), "
+                        "e.g. by a device-side assert in an earlier cell: the hidden checks from "
+                        "there on ran on the CPU only")
+        return False
+
+    def reset(self) -> Outcome:
+        """Undo the global torch settings a student may have left (default device and dtype,
+        grad mode, TF32) before a test cell runs."""
+        return self._attempt_scratch(RESET)
 
     def _stop(self) -> None:
         """Shut the kernel down, killing its whole process group if it does not go quietly."""
@@ -284,12 +378,19 @@ class GradingKernel:
 
     def _attempt_scratch(self, source: str, timeout: int | None = None) -> Outcome:
         """Run ``source`` once as a temporary last cell (nbclient stores a cell at its index)."""
+        return self._scratch_output(source, timeout)[0]
+
+    def _scratch_output(self, source: str, timeout: int | None = None) -> tuple[Outcome, str]:
+        """Like :meth:`_attempt_scratch`; also return what the cell printed on stdout."""
         cell = nbformat.v4.new_code_cell(source)
         self.nb.cells.append(cell)
         try:
-            return self._attempt(cell, len(self.nb.cells) - 1, timeout)
+            outcome = self._attempt(cell, len(self.nb.cells) - 1, timeout)
         finally:
             self.nb.cells.remove(cell)
+        text = "".join(o.get("text", "") for o in cell.outputs
+                       if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        return outcome, text
 
     # -- probes -----------------------------------------------------------------------------
     def probe(self, code: str, **inputs: Any) -> Any:
@@ -297,10 +398,13 @@ class GradingKernel:
 
         ``code`` sees the submission's global names (read them; assignments stay local to the
         probe) and ``inputs`` (tensors and plain values, made by the grader, copied in). It must
-        assign ``result``: tensors and plain Python values only (lists, dicts, numbers, strings).
+        assign ``result``: tensors and plain Python values only (lists, dicts, numbers, strings);
+        tensors come back on the CPU. The probe runs under :attr:`guard`.
 
         Raises ProbeFailed: the code raised in the kernel (status "error"), or timed out, or the
         kernel died or ran out of memory, or ``result`` was missing or not plain data.
+        Raises Delegated (an AssertionError): the guard saw the exercise reach torch's
+        implementation.
         """
         self._probes += 1
         km = self._client.km
@@ -318,21 +422,7 @@ class GradingKernel:
         except OSError as exc:
             raise ProbeFailed(Outcome("error", f"could not send the inputs to the kernel "
                                       f"({exc.strerror})")) from None
-        runner = textwrap.dedent(f"""\
-            def __gradschool_probe():
-                import torch
-                namespace = dict(globals())
-                namespace.update(torch.load({str(source)!r}, weights_only=True))
-                exec(compile({code!r}, "<grader>", "exec"), namespace)
-                if "result" not in namespace:
-                    raise NameError("the probe did not assign `result`")
-                torch.save(namespace["result"], {str(target)!r})
-            try:
-                __gradschool_probe()
-            finally:
-                del __gradschool_probe
-            """)
-        cell = nbformat.v4.new_code_cell(runner)
+        cell = nbformat.v4.new_code_cell(probe_cell(code, str(source), str(target), self.guard))
         self.nb.cells.append(cell)
         try:
             outcome = self._execute(cell, len(self.nb.cells) - 1)
@@ -341,32 +431,36 @@ class GradingKernel:
         if not outcome.ok:
             raise ProbeFailed(outcome)
         try:
-            return self._read_result(folder / name_out)
+            return answer(read_result(folder / name_out))
         finally:
             for name in (name_in, name_out):
                 with contextlib.suppress(OSError):
                     os.unlink(folder / name)
 
-    @staticmethod
-    def _read_result(path: Path) -> Any:
-        """Load the plain data at ``path``: a regular file (never through a symlink, a FIFO or
-        a device the submission put there) of at most RESULT_LIMIT bytes."""
+
+
+def read_result(path: Path) -> dict:
+    """Load the plain data a probe wrote at ``path``, onto the CPU: a regular file (never through
+    a symlink, a FIFO or a device the submission put there) of at most RESULT_LIMIT bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        raise ProbeFailed(Outcome("error", "the probe wrote no result")) from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ProbeFailed(Outcome("error", "the probe wrote no result"))
+        if info.st_size > RESULT_LIMIT:
+            raise ProbeFailed(Outcome("error", f"result larger than {RESULT_LIMIT} bytes"))
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            raise ProbeFailed(Outcome("error", "the probe wrote no result")) from None
-        with os.fdopen(fd, "rb") as file:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise ProbeFailed(Outcome("error", "the probe wrote no result"))
-            if info.st_size > RESULT_LIMIT:
-                raise ProbeFailed(Outcome("error", f"result larger than {RESULT_LIMIT} bytes"))
-            try:
-                return torch.load(file, weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - anything but plain data is refused
-                raise ProbeFailed(
-                    Outcome("error", f"the result is not plain data ({type(exc).__name__})")
-                ) from None
+            saved = torch.load(file, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - anything but plain data is refused
+            raise ProbeFailed(
+                Outcome("error", f"the result is not plain data ({type(exc).__name__})")
+            ) from None
+    if not isinstance(saved, dict) or "result" not in saved:
+        raise ProbeFailed(Outcome("error", "the probe's answer is not the grader's format"))
+    return saved
 
 
 def _open_new(path: Path):

@@ -13,28 +13,42 @@
   cell from that (an error output means 0 points), so stderr, huge outputs or a faked traceback in
   the student's kernel change nothing, and no hidden test code ever reaches the feedback.
 
+Before a test cell runs, the kernel's global torch settings are reset (a student's
+``torch.set_default_device`` or TF32 switch must not change a test). Before its hidden checks,
+the exercise's own code is read for delegation (:mod:`gradschool.delegation`: only the code the
+graded names reach, never a scratch cell that merely calls them), and every probe of its checks
+runs under the test's guard and stand-ins (:mod:`gradschool.instructor.probe`). Which cells are
+the student's: every code cell whose source is not a locked cell of the assignment as the
+gradebook recorded it at release; the graded names are what the exercise's solution cells define
+(``<name>-solution`` for the test ``<name>-tests``).
+
 The verdict is also stored in the cell's metadata, ``metadata.gradschool = {"status": ...,
 "message": ...}``, the status a :class:`~gradschool.instructor.status.Status` of a test.
 
 The kernel runs in the sandbox of :mod:`gradschool.instructor.sandbox` unless ``sandbox`` is
 False, under the time budgets of :mod:`gradschool.instructor.budgets`; the notebook's metadata
-records both, ``metadata.gradschool = {"sandbox": bool, "limits": "..."}``.
+records both, and where the hidden checks ran, ``metadata.gradschool = {"sandbox": bool,
+"limits": "...", "devices": ["cpu", ...], "notes": [...]}``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
-from gradschool.cells import VERDICT, grade_id, is_locked, is_test_cell, points
+from gradschool.cells import VERDICT, grade_id, is_solution_cell, is_test_cell, points
+from gradschool.delegation import StudentCode, graded_names
 from gradschool.instructor.budgets import load_budgets
-from gradschool.instructor.hidden_checks import HiddenChecks, delegation, load_hidden_checks
+from gradschool.instructor.hidden_checks import HiddenChecks, load_hidden_checks
 from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
+from gradschool.instructor.probe import Guard
 from gradschool.instructor.sandbox import Sandbox
 from gradschool.instructor.status import Status
 
@@ -65,6 +79,39 @@ class NoteTamperedTests(NbGraderPreprocessor):
                 changes[name] = "edited"
         nb.metadata[RESTORED] = changes
         return nb, resources
+
+
+@dataclass
+class Exercises:
+    """What the instructor's notebook says about a submission's cells."""
+
+    trusted: set[str]
+    """Sources of the locked code cells, as the gradebook recorded them at release: instructor
+    code, never the student's."""
+    solutions: dict[str, str]
+    """grade_id -> source of each solution code cell of the instructor's (source) notebook."""
+
+    @classmethod
+    def of(cls, resources: dict, source: Path) -> Exercises:
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gradebook:
+            notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+            trusted = {c.source or "" for c in notebook.source_cells
+                       if c.cell_type == "code" and c.locked}
+        solutions = {grade_id(c): c.source for c in nbformat.read(source, as_version=4).cells
+                     if is_solution_cell(c)}
+        return cls(trusted, solutions)
+
+    def graded(self, test_id: str) -> tuple[str, ...]:
+        """The names the exercise of test ``test_id`` defines."""
+        prefix = test_id.removesuffix("-tests") + "-"
+        return tuple(n for cell, source in sorted(self.solutions.items())
+                     if cell.startswith(prefix) for n in graded_names(source))
+
+    def student_code(self, nb) -> StudentCode:
+        return StudentCode(((i, c.source) for i, c in enumerate(nb.cells)
+                            if c.cell_type == "code" and c.source not in self.trusted),
+                           context=self.trusted)
 
 
 class GradeOutsideTheKernel(NbGraderPreprocessor):
@@ -104,7 +151,12 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
                                notebook_timeout=self.notebook_timeout,
                                override=not self.calibrate)
-        nb.metadata[VERDICT] = {"sandbox": self.sandbox, "limits": budgets.note}
+        info = resources["nbgrader"]
+        course = CourseDirectory(config=self.config)
+        source = Path(course.format_path(course.source_directory, ".", info["assignment"]),
+                      f"{info['notebook']}.ipynb")
+        exercises = Exercises.of(resources, source)
+        student = exercises.student_code(nb)
         deadline = time.monotonic() + budgets.notebook
         sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
         kernel = GradingKernel(
@@ -126,6 +178,8 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                     outcome = Outcome(Status.TIMEOUT, f"not run: the notebook's time budget "
                                       f"({budgets.notebook:.0f} s) was used up")
                 else:
+                    if is_test_cell(cell):
+                        kernel.reset()
                     outcome = kernel.run_cell(index, timeout=budget)
                 if not is_test_cell(cell):
                     if outcome.status not in (Status.OK, Status.ERROR):
@@ -134,17 +188,19 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 left = max(1, round(deadline - time.monotonic()))
                 kernel.timeout = min(budgets.checks(grade_id(cell)), left)  # each of its probes
                 verdict = self._verdict(grade_id(cell), outcome, kernel, hidden,
-                                        own_code(nb, grade_id(cell)))
+                                        exercises.graded(grade_id(cell)), student)
                 kernel.timeout = self.timeout
                 if verdict.status == Status.FAILED and casualty:  # e.g. a NameError: say why
                     verdict = Outcome(casualty.status, f"an earlier cell did not finish "
                                       f"({casualty.message}); then {verdict.message}")
                 casualty = None
                 _write(cell, *_note_restoration(verdict, changes.get(grade_id(cell))))
+            nb.metadata[VERDICT] = {"sandbox": self.sandbox, "limits": budgets.note,
+                                    "devices": list(kernel.devices), "notes": list(kernel.notes)}
         return nb, resources
 
     def _verdict(self, grade_id: str, outcome: Outcome, kernel: GradingKernel,
-                 hidden: HiddenChecks, code: list[str]) -> Outcome:
+                 hidden: HiddenChecks, graded: tuple[str, ...], student: StudentCode) -> Outcome:
         if outcome.status == Status.ERROR:
             return Outcome(Status.FAILED, outcome.message)
         if not outcome.ok:
@@ -152,9 +208,18 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         if not hidden.functions.get(grade_id):
             return Outcome(Status.GRADER_ERROR,
                            f"no hidden checks for {grade_id}: tell the instructor")
-        misuse = delegation(code, hidden.forbidden_names.get(grade_id, set()))
-        if misuse:
-            return Outcome(Status.FAILED, misuse)
+        forbidden = tuple(sorted(hidden.forbidden_names.get(grade_id, set())))
+        finding = student.delegation(graded, forbidden)
+        if finding:
+            return Outcome(Status.FAILED, finding.message())
+        kernel.cuda_healthy(before=grade_id)
+        kernel.guard = Guard(graded, forbidden, dict(hidden.stand_ins.get(grade_id, {})))
+        try:
+            return self._run_checks(grade_id, kernel, hidden)
+        finally:
+            kernel.guard = Guard()
+
+    def _run_checks(self, grade_id: str, kernel: GradingKernel, hidden: HiddenChecks) -> Outcome:
         for check in hidden.functions[grade_id]:
             try:
                 check(kernel)
@@ -168,17 +233,6 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 return Outcome(Status.GRADER_ERROR, f"the hidden check {check.__name__} crashed "
                                f"({type(exc).__name__}): tell the instructor")
         return Outcome(Status.PASSED)
-
-
-def own_code(nb, test_id: str) -> list[str]:
-    """The student's code that an exercise's delegation check reads: the solution cells of the
-    exercise (``<name>-solution`` for the test ``<name>-tests``, by the course's convention) and
-    every code cell the student added; all the student's code when no solution cell matches."""
-    exercise = test_id.removesuffix("-tests")
-    unlocked = [c for c in nb.cells if c.cell_type == "code" and not is_locked(c)]
-    added = [c.source for c in unlocked if grade_id(c) is None]
-    matching = [c.source for c in unlocked if (grade_id(c) or "").startswith(exercise + "-")]
-    return matching + added if matching else [c.source for c in unlocked]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,6 +4,10 @@ The work is nbgrader's ``generate_assignment`` (configured in the repository's
 ``nbgrader_config.py``). This module adds a check that the committed ``course/`` is exactly what
 ``solutions/`` generates, and :func:`validation_copy`, the copy of a released notebook that CI
 runs to validate the release.
+
+A release also writes, into each released notebook's metadata, what each test forbids
+(``metadata.gradschool_delegation``, from ``autograder/checks/<id>.py``): ``gradschool check``
+reads it to tell the student, before they submit, what the grader will read as delegation.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import filecmp
 import tempfile
 from pathlib import Path
 
+import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 
 from gradschool.cells import is_solution
+from gradschool.delegation import METADATA_KEY
 from gradschool.instructor.course import Course, CourseError
 
 MAY_RAISE_TAG = "raises-exception"
@@ -60,10 +66,26 @@ def validation_copy(nb):
     return tagged
 
 
+def declare_delegation(course: Course, assignment_id: str, notebook: Path) -> None:
+    """Write the forbidden entries of each test of ``assignment_id`` (its hidden checks) into the
+    released ``notebook``'s metadata, or remove them when there are none."""
+    from gradschool.instructor.hidden_checks import load_hidden_checks  # imports torch: lazily
+
+    checks = Path(course.config.GradeOutsideTheKernel.checks_directory) / f"{assignment_id}.py"
+    declarations = load_hidden_checks(checks).declarations() if checks.is_file() else {}
+    nb = nbformat.read(notebook, as_version=4)
+    if declarations:
+        nb.metadata[METADATA_KEY] = declarations
+    else:
+        nb.metadata.pop(METADATA_KEY, None)
+    nbformat.write(nb, notebook)
+
+
 def release(course: Course, assignment_ids: list[str]) -> list[Path]:
     """Regenerate ``course/<id>/`` from ``solutions/<id>/`` for each id; return the notebooks."""
     for assignment_id in assignment_ids:
         course.generate(assignment_id)
+        declare_delegation(course, assignment_id, course.release_notebook(assignment_id))
     return [course.release_notebook(a) for a in assignment_ids]
 
 
@@ -79,6 +101,7 @@ def release_differences(course: Course, assignment_ids: list[str]) -> list[str]:
         scratch = course.scratch(Path(tmp))
         for assignment_id in assignment_ids:
             scratch.generate(assignment_id)
+            declare_delegation(course, assignment_id, scratch.release_notebook(assignment_id))
             expected = scratch.release_dir / assignment_id
             committed = course.release_dir / assignment_id
             problems += _compare(expected, committed, course.relative(committed), assignment_id)
@@ -105,5 +128,5 @@ def _compare(expected: Path, committed: Path, shown: str, assignment_id: str) ->
     return lines
 
 
-__all__ = ["CourseError", "release", "release_differences",
+__all__ = ["CourseError", "declare_delegation", "release", "release_differences",
            "validation_copy"]
