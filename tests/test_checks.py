@@ -456,3 +456,17 @@ def test_report(capsys):
     with pytest.raises(AssertionError, match=r"^relu_gain: gain is 1.0, expected 2.0"):
         with report("relu_gain"):
             assert_close(1.0, 2.0, name="gain")
+
+
+def test_replaced_swaps_the_names_a_function_uses_and_puts_them_back():
+    from gradschool.checks import replaced
+
+    namespace = {"helper": lambda x: x + 1}
+    exec("def under_test(x):\n    return helper(x) * 2\n", namespace)
+    under_test = namespace["under_test"]
+    with replaced(under_test, helper=lambda x: x, extra=3):
+        assert under_test(5) == 10 and namespace["extra"] == 3
+    assert under_test(5) == 12 and "extra" not in namespace
+    with pytest.raises(ZeroDivisionError), replaced(under_test, helper=lambda x: 1 / 0):
+        under_test(1)
+    assert under_test(5) == 12

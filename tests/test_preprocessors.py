@@ -21,7 +21,7 @@ checks = HiddenChecks()
 def squares(kernel):
     assert kernel.probe("result = square(x)", x=7) == 49, "square(7) is not 49"
 
-@checks.test("twice-tests", forbid=["mul"])
+@checks.test("twice-tests", forbid=["operator.mul"])
 def twice_is_right(kernel):
     assert kernel.probe("result = twice(4)") == 8, "twice(4) is not 8"
 
@@ -48,7 +48,7 @@ CELLS = [  # (grade_id, source, is a test cell)
 
 EXPECTED = {
     "square-tests": (Status.PASSED, ""),
-    "twice-tests": (Status.FAILED, "uses mul"),
+    "twice-tests": (Status.FAILED, "uses operator.mul"),
     "broken-tests": (Status.GRADER_ERROR, "the hidden check has_a_bug crashed"),
     "crash-tests": (Status.FAILED, "ValueError: bad shape"),
     "orphan-tests": (Status.GRADER_ERROR, "no hidden checks for orphan-tests"),

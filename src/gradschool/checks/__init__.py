@@ -13,8 +13,9 @@ correct solution does not fail by bad luck, whatever the sample size.
 
 The modules, by what they check: :mod:`~gradschool.checks.compare` (values),
 :mod:`~gradschool.checks.stats` (random draws), :mod:`~gradschool.checks.device` (device
-agnosticism), :mod:`~gradschool.checks.conventions` (in place, generators); ``report`` (below)
-frames a visible test cell. Notebooks import them all from here.
+agnosticism), :mod:`~gradschool.checks.conventions` (in place, generators),
+:mod:`~gradschool.checks.isolation` (``replaced``: a test of one exercise with stand-ins for the
+others); ``report`` (below) frames a visible test cell. Notebooks import them all from here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from gradschool.checks.compare import assert_close, assert_equal
 from gradschool.checks.conventions import assert_generator_reproducible, assert_in_place
 from gradschool.checks.device import check_device_agnostic
+from gradschool.checks.isolation import replaced
 from gradschool.checks.stats import bernoulli_rate_test, normal_mean_std_test, uniform_bounds_test
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "check_device_agnostic",
     "assert_in_place",
     "assert_generator_reproducible",
+    "replaced",
     "report",
 ]
 

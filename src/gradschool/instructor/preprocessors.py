@@ -43,7 +43,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
-from gradschool.cells import VERDICT, grade_id, is_solution_cell, is_test_cell, points
+from gradschool.cells import VERDICT, grade_id, is_locked, is_solution_cell, is_test_cell, points
 from gradschool.delegation import StudentCode, graded_names
 from gradschool.instructor.budgets import load_budgets
 from gradschool.instructor.hidden_checks import HiddenChecks, load_hidden_checks
@@ -92,12 +92,20 @@ class Exercises:
     """grade_id -> source of each solution code cell of the instructor's (source) notebook."""
 
     @classmethod
-    def of(cls, resources: dict, source: Path) -> Exercises:
+    def of(cls, nb, resources: dict, config) -> Exercises:
+        """From nbgrader's gradebook and the course's source notebook; a notebook graded outside
+        ``nbgrader autograde`` (no gradebook in ``resources``) vouches for itself."""
         info = resources["nbgrader"]
+        if "db_url" not in info:
+            return cls({c.source for c in nb.cells if c.cell_type == "code" and is_locked(c)},
+                       {grade_id(c): c.source for c in nb.cells if is_solution_cell(c)})
         with Gradebook(info["db_url"]) as gradebook:
             notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
             trusted = {c.source or "" for c in notebook.source_cells
                        if c.cell_type == "code" and c.locked}
+        course = CourseDirectory(config=config)
+        source = Path(course.format_path(course.source_directory, ".", info["assignment"]),
+                      f"{info['notebook']}.ipynb")
         solutions = {grade_id(c): c.source for c in nbformat.read(source, as_version=4).cells
                      if is_solution_cell(c)}
         return cls(trusted, solutions)
@@ -151,11 +159,7 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
         budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
                                notebook_timeout=self.notebook_timeout,
                                override=not self.calibrate)
-        info = resources["nbgrader"]
-        course = CourseDirectory(config=self.config)
-        source = Path(course.format_path(course.source_directory, ".", info["assignment"]),
-                      f"{info['notebook']}.ipynb")
-        exercises = Exercises.of(resources, source)
+        exercises = Exercises.of(nb, resources, self.config)
         student = exercises.student_code(nb)
         deadline = time.monotonic() + budgets.notebook
         sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
