@@ -167,6 +167,8 @@ def _report(args: argparse.Namespace) -> int:
         course = Course.at()
     except CourseError:  # a batch graded elsewhere, reported outside the course: results only
         course = None
+    if course is not None and args.assignment:
+        course.check_assignment(args.assignment)
     html, report = write_report(args.out, course, args.assignment, anonymized=args.anonymize)
     print(f"wrote {html} and {report}")
     return 0

@@ -131,8 +131,9 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     rows = write_grades_csv(course, assignment, out)
-    html, _ = write_report(out, course, assignment, anonymized=anonymize)
-    log(f"class report: {html}")
+    if rows:
+        html, _ = write_report(out, course, assignment, anonymized=anonymize)
+        log(f"class report: {html}")
     scores = [row["score"] for row in rows]
     return Summary(graded=len(todo) - newly_failed, resumed=resumed, failed=failed + newly_failed,
                    mean_score=sum(scores) / len(scores) if scores else 0.0,
