@@ -13,7 +13,7 @@ BIN    := $(VENV)/bin
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 STAMP  := $(VENV)/.gradschool-installed
 
-.PHONY: lab test lint release release-check clean sandbox
+.PHONY: lab test lint release release-check clean sandbox browser report-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,29 @@ sandbox:
 	      "bubblewrap or pacman -S bubblewrap" >&2; exit 1; \
 	  fi; }
 
-test: $(STAMP) sandbox  ## the whole test suite (CI runs this)
+# The browser tests (tests/test_report_browser.py) drive Debian's Chromium with Selenium.
+# Installed here when missing on Debian as root; elsewhere those tests skip, saying how to install.
+# (Ubuntu's chromium package is a snap stub that does not run in containers: not installed.)
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	     && grep -qx 'ID=debian' /etc/os-release 2>/dev/null; then \
+	    echo "installing chromium and chromium-driver (the browser tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver; \
+	  else \
+	    echo "make: no chromium + chromedriver: the browser tests will be skipped" \
+	      "(Debian: apt-get install chromium chromium-driver)" >&2; \
+	  fi; }
+
+test: $(STAMP) sandbox browser  ## the whole test suite (CI runs this)
 	$(BIN)/ruff check .
 	$(RUN) $(BIN)/gradschool release --check
 	$(RUN) $(BIN)/python -m pytest -n $(WORKERS) --dist loadscope --nbval-lax tests solutions
+
+# The instructor guide's picture of the class report; tests/test_report.py fails when it is stale.
+report-screenshot: $(STAMP) browser  ## remake autograder/report-screenshot.png
+	$(RUN) $(BIN)/python tests/report_screenshot.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

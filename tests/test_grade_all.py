@@ -74,6 +74,10 @@ def test_a_folder_with_a_malformed_notebook(course, tmp_path):
     results = _results(course)
     assert {s: r["score"] for s, r in results.items()} == {"alice": 12, "bob": 10, "carol": 0}
     assert results["carol"]["graded"] is False and "not a readable" in results["carol"]["error"]
+    assert results["alice"]["seconds"] > 1 and isinstance(results["carol"]["seconds"], float)
+    report = json.loads((course / "out" / "report.json").read_text())  # the class report
+    assert report["students"] == 3 and report["not_graded"][0]["student"] == "carol"
+    assert report["max_score"] == 12 and "class report: " in result.stdout
     with open(course / "out" / "grades.csv") as file:
         rows = {row["student"]: row for row in csv.DictReader(file)}
     assert rows["bob"]["softmax-tests"] == "0.0" and rows["bob"]["adam-tests"] == "3.0"

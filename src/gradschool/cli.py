@@ -5,7 +5,9 @@
     gradschool release --timings [ID ...]  run the solutions, record each cell's time (budgets)
     gradschool grade PATH [--assignment ID] [--json] [--timeout S] [--no-sandbox]
     gradschool grade-all SUBMISSIONS --assignment ID [--workers N] [--out DIR] [--pattern RE]
-                         [--timeout S] [--no-sandbox]
+                         [--timeout S] [--no-sandbox] [--anonymize]
+    gradschool report OUT [--assignment ID] [--anonymize]
+                                         rebuild OUT/report.html and report.json from OUT/results
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
@@ -28,6 +30,8 @@ from gradschool.visible_tests import report, run_visible_tests
 
 INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
                     "pip install 'gradschool[instructor]' (or run `make test` once)")
+ANONYMIZE_HELP = ("in the class report, stable pseudonyms for student ids and no names or file "
+                  "names (key: autograder/pseudonym.key)")
 NO_SANDBOX_WARNING = ("gradschool: WARNING: grading without the sandbox (--no-sandbox): the "
                       "submissions' code runs as you, with your files and network")
 
@@ -70,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--timeout", type=int, help="seconds per cell and per hidden check")
     batch.add_argument("--no-sandbox", action="store_true", help="run the submissions' code "
                        "as you, outside the bubblewrap sandbox (unsafe; recorded in the results)")
+    batch.add_argument("--anonymize", action="store_true", help=ANONYMIZE_HELP)
+
+    rep = commands.add_parser("report", help="rebuild the class report of a grade-all batch")
+    rep.add_argument("out", type=Path, metavar="OUT", help="the --out folder of grade-all "
+                     "(needs only its results/)")
+    rep.add_argument("--assignment", metavar="ID", help="whose solution notebook lists the "
+                     "tests (default: the one in the results)")
+    rep.add_argument("--anonymize", action="store_true", help=ANONYMIZE_HELP)
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -144,7 +156,23 @@ def _grade_all(course, args: argparse.Namespace) -> int:
     _sandbox(args.no_sandbox)
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
     print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
-                    pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox))
+                    pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox,
+                    anonymize=args.anonymize))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gradschool.instructor.course import Course, CourseError
+    from gradschool.instructor.report import write_report
+
+    try:
+        course = Course.at()
+    except CourseError:  # a batch graded elsewhere, reported outside the course: results only
+        course = None
+    if course is not None and args.assignment:
+        course.check_assignment(args.assignment)
+    html, report = write_report(args.out, course, args.assignment, anonymized=args.anonymize)
+    print(f"wrote {html} and {report}")
     return 0
 
 
@@ -165,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             if exc.name != "nbgrader" and not (exc.name or "").startswith("nbgrader."):
                 raise
             raise UserError(INSTRUCTOR_EXTRA) from None
+        if args.command == "report":  # runs outside the course too
+            return _report(args)
         commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
         return commands[args.command](Course.at(), args)
     except UserError as exc:

@@ -5,6 +5,7 @@
 - ``collect``        one notebook per student from a folder or a Moodle/Canvas zip
 - ``grade``          grade one notebook in a scratch gradebook (``gradschool grade``)
 - ``grade_all``      grade a class in parallel, import into the gradebook (``gradschool grade-all``)
+- ``report``         a batch's class report, report.html and report.json (``gradschool report``)
 - ``kernel``         the kernel a submission runs in, with time, memory and output limits
 - ``sandbox``        the bubblewrap sandbox around that kernel: no course files, no network
 - ``budgets``        time budgets per cell and per notebook, from the solution's recorded timings

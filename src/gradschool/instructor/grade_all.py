@@ -10,10 +10,12 @@ see the same grades. No two processes ever write to the same SQLite file.
 
 Into ``out`` it writes::
 
-    results/<student>.json   the grade report, plus student, source, sha256 and graded (bool);
+    results/<student>.json   the grade report, plus student, source, sha256, graded (bool) and
+                             seconds (wall time of that student's grading in the worker);
                              a student whose notebook could not be graded gets score 0 and error
     feedback/<student>.html  nbgrader's feedback: each test's points and message, no hidden code
     grades.csv               one row per student: total, max, one column per graded cell, error
+    report.html, report.json the class report (:mod:`~gradschool.instructor.report`)
     extracted/, work/        the notebooks taken out of a zip, the workers' files
 
 Resuming: a student whose result file exists for the same notebook (same sha256) is not graded
@@ -29,6 +31,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -52,6 +55,7 @@ from gradschool.cells import (
 from gradschool.instructor.collect import Submission, collect
 from gradschool.instructor.course import Course, CourseError
 from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook
+from gradschool.instructor.report import write_report
 from gradschool.instructor.status import Status
 
 
@@ -74,9 +78,11 @@ class Summary:
 
 def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
               workers: int = 1, pattern: str | None = None, timeout: int | None = None,
-              log: Callable[[str], None] = print, sandbox: bool = True) -> Summary:
+              log: Callable[[str], None] = print, sandbox: bool = True,
+              anonymize: bool = False) -> Summary:
     """Grade every student's notebook in ``submissions`` (a folder or an LMS zip) against
-    ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc).
+    ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc),
+    then the class report (with pseudonyms if ``anonymize``).
 
     Raises CourseError (one line) for what the user can fix: unknown assignment, nothing to
     grade, a bad zip or pattern. A notebook that cannot be graded never stops the batch.
@@ -125,6 +131,9 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     rows = write_grades_csv(course, assignment, out)
+    if rows:
+        html, _ = write_report(out, course, assignment, anonymized=anonymize)
+        log(f"class report: {html}")
     scores = [row["score"] for row in rows]
     return Summary(graded=len(todo) - newly_failed, resumed=resumed, failed=failed + newly_failed,
                    mean_score=sum(scores) / len(scores) if scores else 0.0,
@@ -138,23 +147,27 @@ def _set_threads(threads: int) -> None:  # in each worker, inherited by its kern
 
 def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
                work: Path, sandbox: bool = True) -> dict:
-    """In a worker: grade one notebook; return {"report": ...} or {"error": one line}."""
+    """In a worker: grade one notebook; return {"report": ...} or {"error": one line}, with
+    "seconds", the wall time this took."""
+    start = time.monotonic()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         report = grade_notebook(course, path, assignment, timeout, artifacts=work,
                                 sandbox=sandbox)
+        outcome = {"report": asdict(report), "work": str(work)}
     except (CourseError, NotebookError) as exc:
-        return {"error": str(exc)}
+        outcome = {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - whatever it is, this student gets a reason
-        return {"error": f"could not be graded ({type(exc).__name__}: {exc})"[:300]}
-    return {"report": asdict(report), "work": str(work)}
+        outcome = {"error": f"could not be graded ({type(exc).__name__}: {exc})"[:300]}
+    return outcome | {"seconds": round(time.monotonic() - start, 1)}
 
 
 def _record(course: Course, assignment: str, submission: Submission, digest: str,
             outcome: dict, out: Path, max_score: float) -> None:
     """Import one graded student into the gradebook, then write their feedback and result."""
-    result = {"student": submission.student, "source": submission.source, "sha256": digest}
+    result = {"student": submission.student, "source": submission.source, "sha256": digest,
+              "seconds": outcome.get("seconds")}
     if "error" in outcome:
         result |= {"graded": False, "error": outcome["error"], "assignment": assignment,
                    "score": 0.0, "max_score": max_score, "tests": []}
