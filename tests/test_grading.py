@@ -221,3 +221,17 @@ def test_unknown_or_unrecognisable_assignment_is_exit_2(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), blank)
     result = gradschool("grade", str(blank))
     assert result.returncode == 2 and "pass --assignment ID" in result.stderr
+
+
+def test_a_notebook_of_another_assignment_is_named_before_grading(tmp_path):
+    other = tmp_path / "hw.ipynb"
+    other.write_bytes(release_notebook("04-dropout").read_bytes())
+    result = gradschool("grade", str(other), "--assignment", "03-optimizers")
+    assert result.returncode == 2
+    assert result.stderr == ("gradschool: hw.ipynb has none of 03-optimizers' graded cells; "
+                             "it looks like 04-dropout\n")
+    blank = tmp_path / "Untitled.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), blank)
+    result = gradschool("grade", str(blank), "--assignment", "04-dropout")
+    assert result.returncode == 2 and "Untitled.ipynb has none of 04-dropout's graded cells; " \
+        "it has no nbgrader cells" in result.stderr
