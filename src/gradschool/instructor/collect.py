@@ -35,11 +35,11 @@ read too. Notebooks that match no pattern are skipped with a log line; other fil
 none are ignored.
 
 When a student has several notebooks (attempts, re-uploads, a stray ``Untitled.ipynb``), the one
-graded is, in this order of preference: one that carries the assignment's graded cells (nbgrader
-``grade_id`` s of its test cells), one whose file name contains the assignment id, the latest (by
-the zip member's timestamp, or the file's mtime in a folder; ties go to the higher trailing
-attempt number, ``hw-2`` over ``hw-1`` over ``hw``, then to the name). The others are reported in
-:attr:`Submission.also_uploaded` with the reason they were not graded.
+graded is, in this order of preference: one that carries the assignment's graded cells (the
+nbgrader ``grade_id`` s of its solution and test cells), one whose file name contains the
+assignment id, the latest (by the zip member's timestamp, or the file's mtime in a folder; ties go
+to the higher trailing attempt number, ``hw-2`` over ``hw-1`` over ``hw``, then to the name). The
+others are reported in :attr:`Submission.also_uploaded` with the reason they were not graded.
 
 Student ids are made safe as folder names: characters outside ``[A-Za-z0-9_.-]`` become ``_``.
 """
@@ -149,7 +149,7 @@ def collect(
     ``submissions`` is a folder (scanned recursively, nothing copied) or a ``.zip`` (its notebooks
     extracted into ``workdir``). ``pattern`` is a regular expression with a ``student`` group; by
     default the layouts of :data:`DEFAULT_PATTERNS` are tried in order. ``assignment`` (its id)
-    and ``graded_ids`` (the grade_ids of its test cells) choose among a student's notebooks (see
+    and ``graded_ids`` (the grade_ids of its graded cells) choose among a student's notebooks (see
     the module docstring); without them the latest wins. ``log`` receives one line per skipped
     notebook and per student with several notebooks. Raises :class:`CourseError` for problems
     the user can fix: a missing path, a file that is not a zip, a corrupt or too large zip, a

@@ -37,6 +37,8 @@ from gradschool.cells import (
     VERDICT,
     grade_id,
     grade_ids,
+    is_solution_cell,
+    is_test_cell,
     manual_cell_ids,
     read_notebook,
     test_cell_ids,
@@ -94,18 +96,25 @@ def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> s
     return matches[0]
 
 
+def graded_cell_ids(nb: nbformat.NotebookNode) -> set[str]:
+    """The grade_ids of the cells ``nb`` is graded on: its solution and test code cells. The
+    course's assignments share none (their setup, text and some written answers they may)."""
+    return {grade_id(c) for c in nb.cells if is_test_cell(c) or is_solution_cell(c)}
+
+
 def check_belongs(course: Course, path: Path, nb: nbformat.NotebookNode, assignment: str) -> None:
     """Raise CourseError (one line, naming the likely assignment) when ``nb`` carries none of
-    ``assignment``'s graded test cells: nbgrader could not grade it, and would say why only
-    with a KeyError. Test cell ids differ between the course's assignments."""
+    ``assignment``'s graded cells (:func:`graded_cell_ids`): nbgrader could not grade it, and
+    would say why only with a KeyError. A notebook missing some, even every test cell, is
+    graded: nbgrader puts them back."""
     ids = grade_ids(nb)
 
-    def tests(a: str) -> set[str]:
-        return set(test_cell_ids(_source(course, a)))
+    def graded(a: str) -> set[str]:
+        return graded_cell_ids(_source(course, a))
 
-    if ids & tests(assignment):
+    if ids & graded(assignment):
         return
-    likely = _closest(ids, tests, [a for a in course.assignments() if a != assignment])
+    likely = _closest(ids, graded, [a for a in course.assignments() if a != assignment])
     if likely:
         hint = "; it looks like " + " or ".join(likely)
     elif ids:

@@ -60,7 +60,7 @@ from gradschool.cells import (
 )
 from gradschool.instructor.collect import Submission, collect
 from gradschool.instructor.course import Course, CourseError
-from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook
+from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook, graded_cell_ids
 from gradschool.instructor.status import Status
 
 FAILED_SHARE = 0.5
@@ -130,7 +130,7 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
     out = Path(out).resolve()
     source = read_notebook(course.source_notebook(assignment))
     students = collect(Path(submissions), out / "extracted", pattern, log,
-                       assignment=assignment, graded_ids=test_cell_ids(source))
+                       assignment=assignment, graded_ids=graded_cell_ids(source))
     _ensure_in_gradebook(course, assignment)
     max_score = sum(points(c) for c in source.cells if is_test_cell(c))
     todo, kept, resumed, died = [], 0, 0, []
