@@ -232,7 +232,7 @@ def test_a_batch_that_mostly_fails_exits_1(course, tmp_path):
     for student in ("ann", "bo"):  # the notebook of another assignment: nothing gets graded
         shutil.copy(other, folder / f"{student}.ipynb")
     result = gradschool("grade-all", str(folder), "--assignment", ASSIGNMENT, "--out",
-                        str(course / "out"), cwd=course)
+                        str(course / "out"), "--workers", "1", cwd=course)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == ("gradschool: 2 of 2 notebooks failed to grade (more than half): see "
                              "why above; the wrong --assignment?\n")
