@@ -1,11 +1,14 @@
 # gradschool: `make lab` for students, `make test` for everyone, shortcuts for instructors.
 # Everything runs in .venv, created on first use. Override the torch pin with e.g.
-#   make lab TORCH="torch==2.5.1"      or a CUDA build via TORCH_INDEX=<pip index URL>
+#   make lab TORCH="torch==2.5.1"      or another build via TORCH_INDEX=<pip index URL>
+#   (TORCH_INDEX= with nothing: PyPI's own build, which on Linux is the CUDA one, several GB)
 
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
-TORCH_INDEX ?=
+# On Linux, PyPI's torch is the CUDA build with its nvidia-* wheels (several GB): take the CPU
+# build (a few hundred MB) from PyTorch's index unless told otherwise. Elsewhere PyPI's is CPU.
+TORCH_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu)
 WORKERS ?= auto
 
 BIN    := $(VENV)/bin
@@ -13,17 +16,26 @@ BIN    := $(VENV)/bin
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 STAMP  := $(VENV)/.gradschool-installed
 
-.PHONY: lab test lint release release-check clean sandbox browser report-screenshot
+.PHONY: lab formgrader test lint release release-check clean sandbox browser report-screenshot
 
+# torch alone from TORCH_INDEX, an extra index (PyPI and local mirrors stay usable: on Linux
+# `torch==2.13.0` then picks 2.13.0+cpu); its dependencies come with the course's, in the next step.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet --no-deps "$(TORCH)" \
+	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[instructor,dev]"
 	touch $@
 
-lab: $(STAMP)  ## JupyterLab on course/
+lab: $(STAMP)  ## JupyterLab on course/ (students)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=course $(ROOT_FLAG)
+
+# nbgrader's formgrader links to solutions/ and course/: it needs the repository root as the
+# server's root; its exchange folder (unused without JupyterHub) must exist to show no warning.
+formgrader: $(STAMP)  ## JupyterLab on the repository root, for nbgrader's formgrader (instructors)
+	mkdir -p autograder/exchange
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG)
 
 # One thread per process: two pytest workers each running kernels must not oversubscribe 2 cores.
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

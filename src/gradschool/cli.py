@@ -8,11 +8,15 @@
                          [--timeout S] [--no-sandbox] [--anonymize]
     gradschool report OUT [--assignment ID] [--anonymize]
                                          rebuild OUT/report.html and report.json from OUT/results
+    gradschool feedback ID [--student S]  nbgrader generate_feedback, into autograder/feedback/
+    gradschool export [--to FILE]        nbgrader export, into autograder/grades/grades.csv
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
-Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
-runs anywhere. Problems a user can fix (a missing file, an unknown assignment, the instructor
-tools not installed) end with one line on stderr and exit status 2.
+The instructor commands run anywhere inside the course repository: they find its root (where
+``nbgrader_config.py`` is) from the current folder upwards. check runs anywhere. Problems a user
+can fix (a missing file, an unknown assignment, the instructor tools not installed) end with one
+line on stderr and exit status 2; grade-all exits 1 when more than half of the notebooks failed
+to grade.
 
 ``check`` is the student's command and imports only the student side; the instructor commands
 import :mod:`gradschool.instructor` (nbgrader) when they run.
@@ -22,16 +26,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from gradschool.errors import UserError
 from gradschool.visible_tests import report, run_visible_tests
 
-INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
-                    "pip install 'gradschool[instructor]' (or run `make test` once)")
+INSTRUCTOR_EXTRA = ("the instructor tools are not installed: pip install -e '.[instructor]' in "
+                    "the course repository (or run `make test` once)")
 ANONYMIZE_HELP = ("in the class report, stable pseudonyms for student ids and no names or file "
                   "names (key: autograder/pseudonym.key)")
+EXPORT = Path("autograder", "grades", "grades.csv")
+"""Where ``gradschool export`` writes by default, relative to the course root (git-ignored)."""
 NO_SANDBOX_WARNING = ("gradschool: WARNING: grading without the sandbox (--no-sandbox): the "
                       "submissions' code runs as you, with your files and network")
 
@@ -82,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--assignment", metavar="ID", help="whose solution notebook lists the "
                      "tests (default: the one in the results)")
     rep.add_argument("--anonymize", action="store_true", help=ANONYMIZE_HELP)
+
+    feedback = commands.add_parser("feedback", help="nbgrader's feedback HTML of the graded "
+                                   "notebooks, into autograder/feedback/STUDENT/ID/")
+    feedback.add_argument("id", metavar="ID", help="the assignment")
+    feedback.add_argument("--student", metavar="S", help="one student (default: all graded)")
+
+    export = commands.add_parser("export", help="nbgrader's grades of every student and "
+                                 f"assignment as CSV (default: {EXPORT.as_posix()})")
+    export.add_argument("--to", type=Path, metavar="FILE", help="the CSV to write (student "
+                        "data: keep it out of git)")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -155,9 +172,14 @@ def _grade_all(course, args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     _sandbox(args.no_sandbox)
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
-    print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
-                    pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox,
-                    anonymize=args.anonymize))
+    summary = grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
+                        pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox,
+                        anonymize=args.anonymize)
+    print(summary)
+    if summary.too_many_failures:
+        print(f"gradschool: {len(summary.failed)} of {summary.notebooks} notebooks failed to "
+              "grade (more than half): see why above; the wrong --assignment?", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -174,6 +196,51 @@ def _report(args: argparse.Namespace) -> int:
     html, report = write_report(args.out, course, args.assignment, anonymized=args.anonymize)
     print(f"wrote {html} and {report}")
     return 0
+
+
+def _feedback(course, args: argparse.Namespace) -> int:
+    course.check_assignment(args.id)
+    students = args.student or "*"
+    if not any(course.autograded_dir.glob(f"{students}/{args.id}")):
+        whom = f"for {args.student} " if args.student else ""
+        raise UserError(f"no graded notebook of {args.id} {whom}in "
+                        f"{course.relative(course.autograded_dir)}: run gradschool grade-all first")
+    course.generate_feedback(args.id, args.student)
+    written = sorted(course.feedback_dir.glob(f"{students}/{args.id}/*.html"))
+    print(f"wrote {len(written)} feedback page(s) in "
+          f"{course.relative(course.feedback_dir)}/{args.student or '<student>'}/{args.id}/")
+    pending = [s for s in course.needs_manual_grade(args.id) if args.student in (None, s)]
+    if pending:
+        print(f"note: {len(pending)} of them have written answers not graded yet, shown as 0: "
+              "grade them in the formgrader (make formgrader), then run this again")
+    return 0
+
+
+def _export(course, args: argparse.Namespace) -> int:
+    to = (args.to or course.root / EXPORT).resolve()
+    if not Path(course.db_url.removeprefix("sqlite:///")).is_file():
+        raise UserError("no gradebook yet: grade first (gradschool grade-all)")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    course.export(to)
+    with open(to) as file:
+        rows = sum(1 for _ in file) - 1
+    print(f"exported {rows} row(s), one per student and assignment, to {course.relative(to)}")
+    if _not_git_ignored(course.root, to):
+        print(f"gradschool: WARNING: {course.relative(to)} holds student data and git does not "
+              "ignore it: never commit it", file=sys.stderr)
+    return 0
+
+
+def _not_git_ignored(root: Path, path: Path) -> bool:
+    """True when ``path`` is inside the git repository at ``root`` and not git-ignored."""
+    if not path.is_relative_to(root):
+        return False
+    try:
+        check = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=root,
+                               capture_output=True)
+    except OSError:  # no git: nothing to warn about
+        return False
+    return check.returncode == 1  # 0: ignored; 128: not a repository
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -195,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(INSTRUCTOR_EXTRA) from None
         if args.command == "report":  # runs outside the course too
             return _report(args)
-        commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
+        commands = {"release": _release, "grade": _grade, "grade-all": _grade_all,
+                    "feedback": _feedback, "export": _export}
         return commands[args.command](Course.at(), args)
     except UserError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The instructor's side of gradschool: release, collect, grade. Needs ``gradschool[instructor]``.
+"""The instructor's side of gradschool: release, collect, grade, feedback, export. Needs the
+``instructor`` extra.
 
 - ``course``         the nbgrader course at the repository root: config, paths, gradebooks
 - ``release``        ``course/<id>/`` generated from ``solutions/<id>/``, and the in-sync check
