@@ -68,12 +68,17 @@ def _record(report: dict, section: str, value, items: list[dict]) -> None:
 
 
 def _machine(course: Course) -> dict:
-    settings = course.config.GradeOutsideTheKernel
+    """Section 1: the GPU, the driver, a grading kernel set up as the course grades (sandbox and
+    memory limit from its configuration), one more CUDA context."""
+    from gradschool.instructor.preprocessors import GradeOutsideTheKernel
+
+    device, driver = gpu_smoke.device_facts(), gpu_smoke.driver_facts()
+    settings = GradeOutsideTheKernel(config=course.config)
     sandbox = Sandbox(tmp_size_mb=settings.tmp_size_mb, max_processes=settings.max_processes)
     with tempfile.TemporaryDirectory(prefix="gradschool-gpu-kernel-") as cwd:
         kernel = gpu_smoke.sandboxed_kernel(Path(cwd), settings.memory_limit_mb, sandbox)
-    return {"device": gpu_smoke.device_facts(), "driver": gpu_smoke.driver_facts(),
-            "kernel": kernel, "extra_context": gpu_smoke.extra_context()}
+    return {"device": device, "driver": driver, "kernel": kernel,
+            "extra_context": gpu_smoke.extra_context()}
 
 
 def gpu_check(course: Course, *, ids: list[str], out: Path | None = None, quick: bool = False,
