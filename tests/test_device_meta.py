@@ -78,7 +78,7 @@ def _trained(model: nn.Module) -> nn.Module:
 X, Y = _labels()
 LIBRARY = {  # name: (coverage expected, fn, args)
     "data.load_digits": (META, on(lambda d: data.load_digits(device=d)), (torch.empty(0),)),
-    "data.load_mnist1d": (META, on(lambda d: data.load_mnist1d(num_samples=100, device=d)),
+    "data.load_mnist1d": (META, on(lambda d: data.load_mnist1d(num_samples=10, device=d)),
                           (torch.empty(0),)),
     "data.make_moons": (META, on(lambda d: data.make_moons(64, device=d)), (torch.empty(0),)),
     "data.make_spirals": (META, on(lambda d: data.make_spirals(

@@ -102,8 +102,9 @@ def markdown(report: dict) -> str:
     verdict = "every check passed" if report["ok"] else f"{len(report['failures'])} failures"
     lines = [f"# gradschool gpu-check: {verdict}", "",
              f"`{report['command']}`, started {report['started']}, took "
-             f"{report.get('seconds', 0):.0f} s" + (" (--quick)" if report.get("quick") else ""),
-             ""]
+             f"{report.get('seconds', 0):.0f} s" + (" (--quick)" if report.get("quick") else "")
+             + f"; notebooks were run, graded and tested {report.get('jobs', 1)} at a time, so "
+             "their wall times were measured side by side", ""]
     sections = [("machine", _machine), ("notebooks", _notebooks), ("grading", _grading),
                 ("known_wrong", _known_wrong), ("benchmark", _benchmark)]
     for key, render in sections:
