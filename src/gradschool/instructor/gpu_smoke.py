@@ -49,7 +49,7 @@ def no_cuda() -> str:
 LIMIT = 180
 
 DEVICE_FACTS = r"""
-import json, torch
+import json, re, torch
 facts = {"torch": torch.__version__, "cuda": torch.version.cuda,
          "cudnn": torch.backends.cudnn.version(), "count": torch.cuda.device_count()}
 props = torch.cuda.get_device_properties(0)
@@ -58,8 +58,9 @@ arch = torch.cuda.get_arch_list()
 facts.update(name=props.name, capability=f"sm_{major}{minor}", arch_list=arch,
              memory_gib=round(props.total_memory / 2**30, 1),
              multiprocessors=props.multi_processor_count,
-             in_wheel=f"sm_{major}{minor}" in arch or any(
-                 a.startswith("compute_") and int(a[8:]) <= major * 10 + minor for a in arch))
+             in_wheel=any(re.fullmatch(rf"sm_{major}{minor}[a-z]?", a) for a in arch) or any(
+                 int(re.sub(r"\D", "", a) or 0) <= major * 10 + minor
+                 for a in arch if a.startswith("compute_")))
 try:
     facts["kernel_runs"] = torch.ones(4, device="cuda").add_(1).sum().item() == 8.0
     facts["why"] = "" if facts["kernel_runs"] else "a CUDA addition gave a wrong result"
