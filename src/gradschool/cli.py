@@ -259,13 +259,17 @@ def _not_git_ignored(root: Path, path: Path) -> bool:
 
 def _gpu_check(course, args: argparse.Namespace) -> int:
     from gradschool.instructor.gpu_check import gpu_check
+    from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
 
     if args.jobs is not None and args.jobs < 1:
         raise UserError("--jobs must be at least 1")
     ids = args.only or course.assignments()
     for assignment_id in ids:
         course.check_assignment(assignment_id)
-    _sandbox(False)
+    try:  # whether CUDA works inside it is the report's first section, not a reason to stop
+        check_sandbox(Sandbox())
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
     report, folder = gpu_check(course, ids=ids, out=args.out, quick=args.quick, jobs=args.jobs)
     verdict = "every check passed" if report["ok"] else f"{len(report['failures'])} failures"
     print(f"gpu-check: {verdict}; report in {course.relative(folder / 'report.md')}")
