@@ -4,11 +4,14 @@
 
 For each assignment id (default: every notebook in solutions/), runs solutions/<id>/<id>.ipynb
 with nbclient, then asks the kernel for its peak resident memory (``ru_maxrss``, what a hub's
-per-user memory limit measures) and prints:
+per-user memory limit measures) and the CPU time it used, and prints:
 
-    02-initialization: 31.2 s, peak memory 612 MB; slowest cells: train-runs 6.1 s, ...
+    02-initialization: 31.2 s wall, 27.9 s CPU in the kernel, peak memory 612 MB; slowest
+    cells: train-runs 6.1 s, ...
 
-Nothing is written; the figures are for the machine it runs on (say which, and its load).
+The kernel's CPU time is what a run costs on an idle core: on a busy machine the wall time
+grows, the CPU time much less. Nothing is written; the figures are for the machine it runs on
+(say which, and its load).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from nbclient import NotebookClient
 from gradschool.cells import grade_id
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Appended to the notebook: the kernel's own peak resident set size, in kB on Linux.
-PEAK = "import resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+#: Appended to the notebook: the kernel's peak resident set size (kB on Linux) and CPU seconds.
+USAGE = ("import resource\n_usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "print(_usage.ru_maxrss, _usage.ru_utime + _usage.ru_stime)")
 
 
 def cell_seconds(cell) -> float:
@@ -38,18 +42,19 @@ def cell_seconds(cell) -> float:
             ).total_seconds()
 
 
-def run(assignment: str) -> tuple[float, float, list[tuple[str, float]]]:
-    """(wall seconds, peak memory in MB, [(cell label, seconds)] slowest first) of one run."""
+def run(assignment: str) -> tuple[float, float, float, list[tuple[str, float]]]:
+    """(wall seconds, kernel CPU seconds, peak memory in MB, [(cell label, seconds)] slowest
+    first) of one run."""
     path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
     nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PEAK))
+    nb.cells.append(nbformat.v4.new_code_cell(USAGE))
     start = time.perf_counter()
     NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
     wall = time.perf_counter() - start
-    peak_mb = int(nb.cells[-1].outputs[0]["text"]) / 1024
+    peak_kb, cpu = nb.cells[-1].outputs[0]["text"].split()
     cells = [(grade_id(c) or f"cell {i}", cell_seconds(c))
              for i, c in enumerate(nb.cells[:-1]) if c.cell_type == "code"]
-    return wall, peak_mb, sorted(cells, key=lambda c: -c[1])
+    return wall, float(cpu), int(peak_kb) / 1024, sorted(cells, key=lambda c: -c[1])
 
 
 def main() -> None:
@@ -60,10 +65,10 @@ def main() -> None:
     ids = args.assignments or sorted(p.name for p in (ROOT / "solutions").iterdir()
                                      if (p / f"{p.name}.ipynb").exists())
     for assignment in ids:
-        wall, peak_mb, cells = run(assignment)
+        wall, cpu, peak_mb, cells = run(assignment)
         slowest = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in cells[: args.top])
-        print(f"{assignment}: {wall:.1f} s, peak memory {peak_mb:.0f} MB; slowest cells: "
-              f"{slowest}", flush=True)
+        print(f"{assignment}: {wall:.1f} s wall, {cpu:.1f} s CPU in the kernel, peak memory "
+              f"{peak_mb:.0f} MB; slowest cells: {slowest}", flush=True)
 
 
 if __name__ == "__main__":
