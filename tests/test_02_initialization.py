@@ -163,6 +163,7 @@ MISTAKES = {
 
 
 def _cells(function: str, source: str) -> list[str]:
+    """The exercise cells with the cell defining ``function`` replaced by ``source``."""
     cell = {XN: XU, KN: KU}.get(function, function)
     return cells_with(**{cell: source})
 
@@ -181,6 +182,8 @@ def test_reference_passes_the_visible_and_the_hidden_checks(test_id):
 def test_each_mistake_fails_its_test_visibly_and_hidden(function, mistake):
     visible, hidden = verdicts(TEST_OF[function], _cells(function, MISTAKES[function, mistake]))
     assert visible and hidden, (visible, hidden)
+    assert not any(v.startswith(("NameError", "SyntaxError")) for v in (visible, hidden)), (
+        "the edit broke the cell instead of planting the mistake", visible, hidden)
 
 
 def test_the_messages_name_the_likely_mistake():
