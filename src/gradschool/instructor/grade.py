@@ -46,6 +46,7 @@ from gradschool.cells import (
     test_cell_ids,
 )
 from gradschool.instructor.course import Course, CourseError, possessive
+from gradschool.instructor.profiling import step
 from gradschool.instructor.status import Status
 
 STUDENT = "submission"
@@ -165,32 +166,37 @@ def grade_notebook(
     assignment's graded cells (see :func:`check_belongs`).
     """
     path = Path(path)
-    nb = read_notebook(path)
-    assignment = assignment or infer_assignment(course, path, nb)
-    course.check_assignment(assignment)
-    check_belongs(course, path, nb, assignment)
-    source = read_notebook(course.source_notebook(assignment))
+    with step("read the submission"):
+        nb = read_notebook(path)
+        assignment = assignment or infer_assignment(course, path, nb)
+        course.check_assignment(assignment)
+        check_belongs(course, path, nb, assignment)
+        source = read_notebook(course.source_notebook(assignment))
     with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
         scratch = course.scratch(Path(tmp))
         if timeout:
             scratch.config.GradeOutsideTheKernel.timeout = timeout
             scratch.config.GradeOutsideTheKernel.calibrate = False
         scratch.config.GradeOutsideTheKernel.sandbox = sandbox
-        scratch.generate(assignment)
+        with step("nbgrader generate_assignment"):
+            scratch.generate(assignment)
         submission = scratch.submitted_dir / STUDENT / assignment
         submission.mkdir(parents=True)
         shutil.copyfile(path, submission / f"{assignment}.ipynb")
-        scratch.autograde(assignment, STUDENT, label=path.name)
-        graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
-        graded_nb = nbformat.read(graded, as_version=4)
-        verdicts = _verdicts(graded_nb)
-        grading = graded_nb.metadata.get("gradschool", {})
-        with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
-            warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
-            submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
-            scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
+        with step("nbgrader autograde"):
+            scratch.autograde(assignment, STUDENT, label=path.name)
+        with step("read the grades"):
+            graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
+            graded_nb = nbformat.read(graded, as_version=4)
+            verdicts = _verdicts(graded_nb)
+            grading = graded_nb.metadata.get("gradschool", {})
+            with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
+                warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
+                submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
+                scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
         if artifacts:
-            scratch.generate_feedback(assignment, STUDENT, label=path.name)
+            with step("nbgrader generate_feedback"):
+                scratch.generate_feedback(assignment, STUDENT, label=path.name)
             feedback = scratch.feedback_dir / STUDENT / assignment / f"{assignment}.html"
             shutil.copyfile(graded, Path(artifacts) / AUTOGRADED)
             shutil.copyfile(feedback, Path(artifacts) / FEEDBACK)
