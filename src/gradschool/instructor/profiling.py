@@ -34,12 +34,14 @@ from dataclasses import dataclass, field
 @dataclass
 class Profile:
     """Seconds per step: ``wall[name]`` and ``cpu[name]`` (this process), own time only;
-    ``calls[name]`` how often it ran; ``total`` the wall time of the whole recording."""
+    ``calls[name]`` how often it ran; ``total`` and ``total_cpu`` the wall time and this
+    process's CPU time of the whole recording."""
 
     wall: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     total: float = 0.0
+    total_cpu: float = 0.0
     _stack: list[list] = field(default_factory=list, repr=False)
     _thread: int = field(default_factory=threading.get_ident, repr=False)
 
@@ -59,16 +61,16 @@ class Profile:
     def table(self, title: str = "step") -> str:
         """The steps, slowest first: wall seconds, share of the total, CPU seconds of this
         process, calls; the rest of the total as "other (not in a step)"."""
-        other = self.total - sum(self.wall.values())
         rows = sorted(self.wall.items(), key=lambda item: -item[1])
         width = max([len(name) for name, _ in rows] + [len(title), 24])
         lines = [f"{title:<{width}}  {'wall s':>7}  {'share':>6}  {'CPU s':>6}  calls"]
         for name, wall in rows:
             lines.append(f"{name:<{width}}  {wall:7.2f}  {_share(wall, self.total)}  "
                          f"{self.cpu[name]:6.2f}  {self.calls[name]:5d}")
+        other = self.total - sum(self.wall.values())
         lines.append(f"{'other (not in a step)':<{width}}  {other:7.2f}  "
-                     f"{_share(other, self.total)}")
-        lines.append(f"{'total':<{width}}  {self.total:7.2f}  100.0%")
+                     f"{_share(other, self.total)}  {self.total_cpu - sum(self.cpu.values()):6.2f}")
+        lines.append(f"{'total':<{width}}  {self.total:7.2f}  100.0%  {self.total_cpu:6.2f}")
         return "\n".join(lines)
 
 
@@ -110,10 +112,11 @@ def recording() -> Iterator[Profile]:
             return original(self, nb, resources)
 
     Preprocessor.__call__ = timed
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     try:
         yield profile
     finally:
         profile.total = time.perf_counter() - start
+        profile.total_cpu = time.process_time() - start_cpu
         Preprocessor.__call__ = original
         _recording = None
