@@ -75,8 +75,9 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
 def _delegations(nb) -> dict[str, str]:
     """test grade_id -> why the grader will read its exercise as delegation, for those it will."""
     found = {}
-    for test_id, forbidden in nb.metadata.get(METADATA_KEY, {}).items():
-        finding = notebook_delegation(nb, test_id, forbidden)
+    for test_id, declared in nb.metadata.get(METADATA_KEY, {}).items():
+        finding = notebook_delegation(nb, test_id, declared.get("forbid", []),
+                                      replaced=declared.get("stand_ins", []))
         if finding:
             found[test_id] = finding.message()
     return found
