@@ -60,11 +60,12 @@ def _setup() -> str:
                      for line in source.splitlines())
 
 
-def visible_verdict(test_id: str, student: list[str]) -> str:
-    """What the visible test cell ``test_id`` says about the student's cells: "" when it passes,
-    else the error it raises (what ``gradschool check`` prints for it)."""
+def visible_verdict(test_id: str, student: list[str], source: str | None = None) -> str:
+    """What the visible test cell ``test_id`` (or ``source`` in its place) says about the
+    student's cells: "" when it passes, else the error it raises (what ``gradschool check``
+    prints for it)."""
     kernel = InProcessKernel(*student, context=(_setup(),))
-    source = locked_sources(ASSIGNMENT, test_id)[0]
+    source = source or locked_sources(ASSIGNMENT, test_id)[0]
     name = f"<visible {test_id}>"
     linecache.cache[name] = (len(source), None, source.splitlines(True), name)
     try:
@@ -293,6 +294,20 @@ def test_each_mistake_fails_its_test_in_the_grader_and_in_check(function, mistak
     hidden, visible = verdicts(TEST_OF[function], cells(**{function: source}))
     assert fragment in hidden, hidden
     assert visible, "the visible test passed"
+
+
+def test_question_3d_model_answer_holds_for_the_visible_test_as_written():
+    """Q3(d): the keep/drop mix-up fails only the rate check of Exercise 1's visible test at
+    p = 0.3, and passes all of it at p = 0.5."""
+    test_id = TEST_OF["dropout"]
+    source = locked_sources(ASSIGNMENT, test_id)[0]
+    rate = ('    bernoulli_rate_test(kept, 1 - p, name="the kept entries of dropout(x, p=0.3) '
+            '(rate 1 - p)")\n')
+    assert rate in source
+    mixup = cells(dropout=WRONG["dropout"]["keep probability used as the drop probability"][0])
+    assert "rate 1 - p" in visible_verdict(test_id, mixup)
+    assert visible_verdict(test_id, mixup, source.replace(rate, "")) == ""
+    assert visible_verdict(test_id, mixup, source.replace("0.3", "0.5")) == ""
 
 
 @pytest.mark.parametrize("mistake", [
