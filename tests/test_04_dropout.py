@@ -310,24 +310,27 @@ def test_question_3d_model_answer_holds_for_the_visible_test_as_written():
     assert visible_verdict(test_id, mixup, source.replace("0.3", "0.5")) == ""
 
 
-@pytest.mark.parametrize("mistake", [
-    "no rescaling by 1 / (1 - p)", "keep probability used as the drop probability",
-    "the global generator, never the given one",
+NO_RESCALE, KEEP_AS_DROP, GLOBAL_RNG = ("no rescaling by 1 / (1 - p)",
+                                        "keep probability used as the drop probability",
+                                        "the global generator, never the given one")
+
+
+@pytest.mark.parametrize("mistake, other", [
+    (NO_RESCALE, "classic_dropout"), (KEEP_AS_DROP, "classic_dropout"),
+    (GLOBAL_RNG, "classic_dropout"), (NO_RESCALE, "Dropout"), (GLOBAL_RNG, "Dropout"),
+    (NO_RESCALE, "mc_dropout_predict"),
 ])
-@pytest.mark.parametrize("other", ["classic_dropout", "Dropout", "mc_dropout_predict"])
 def test_a_wrong_dropout_costs_no_other_test(mistake, other):
     """The walk-through's case: Dropout, mc_dropout_predict and a classic_dropout built on
     dropout run with a known-good dropout in both the grader and the visible test."""
-    source = WRONG["dropout"][mistake][0]
-    code = {"dropout": source}
+    code = {"dropout": WRONG["dropout"][mistake][0]}
     if other == "classic_dropout":
         code["classic_dropout"] = ALTERNATIVES["classic_dropout"]  # built on dropout
     assert verdicts(TEST_OF[other], cells(**code)) == ("", "")
 
 
-@pytest.mark.parametrize("mistake", ["ignores the training flag", "ignores its generator"])
-def test_a_wrong_Dropout_costs_no_mc_dropout_points(mistake):
-    student = cells(Dropout=WRONG["Dropout"][mistake][0])
+def test_a_wrong_Dropout_costs_no_mc_dropout_points():
+    student = cells(Dropout=WRONG["Dropout"]["ignores the training flag"][0])
     assert verdicts(TEST_OF["mc_dropout_predict"], student) == ("", "")
 
 
