@@ -88,6 +88,22 @@ WRONG_FORWARD = {
                                        "(x_hat, gamma, inv_std, training, eps)"),
     "the standard deviation in the cache": _edit(FORWARD, "(x_hat, gamma, inv_std, training)",
                                                  "(x_hat, gamma, 1 / inv_std, training)"),
+    # the route of the first edition's free cache: a torch.func.vjp closure for the backward
+    "a torch.func.vjp closure in the cache": """
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1,
+                      eps=1e-5):
+    def f(x, gamma, beta):
+        stats = (x.mean(0), x.var(0, unbiased=False)) if training else (running_mean, running_var)
+        return gamma * (x - stats[0]) / torch.sqrt(stats[1] + eps) + beta
+    if training:
+        if x.shape[0] < 2:
+            raise ValueError("Expected more than 1 value per channel when training")
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(momentum * x.mean(0))
+            running_var.mul_(1 - momentum).add_(momentum * x.var(0))
+    out, pullback = torch.func.vjp(f, x, gamma, beta)
+    return out, (pullback, gamma, None, training)
+""",
 }
 BACKWARD_LINE = "dx = inv_std * (g - g.mean(dim=0) - x_hat * (g * x_hat).mean(dim=0))"
 AUTOGRAD_BACKWARD = """
@@ -342,7 +358,7 @@ def step(model, init, grad=None):
     return loss.item()
 
 
-print(step(model, torch.randn(6, 3)))
+print(step(model, F.dropout(torch.randn(6, 3), 0.1)))
 ones, zeros = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
 print(torch.autograd.gradcheck(lambda t: BatchNormFunction.apply(
     t, ones, zeros, zeros.clone(), ones.clone(), True, 0.1, 1e-5), (xr.detach().requires_grad_(),)))
