@@ -6,11 +6,12 @@ Times one optimizer step (median of --steps, after warm-up) over --tensors float
 --size numbers each, on the CPU and on CUDA when there is a GPU, for:
 - the reference solution's `Adam` of 03-optimizers (a Python loop over the tensors);
 - the same Adam with its update done by the solution's `adam_foreach_step_` (torch._foreach_*);
-- torch.optim.Adam with foreach=False, foreach=True and, on CUDA, fused=True.
-It first checks, in float64, that the foreach step gives the loop's parameters. The classes come
-from solutions/03-optimizers/03-optimizers.ipynb (its solution cells, run here), so the figures
-are those of the code the notebook teaches. Figures depend on the machine: run it on an otherwise
-idle one. Nothing asserts a timing.
+- torch.optim.Adam with foreach=False, foreach=True and fused=True (on the CPU too, torch >= 2.4).
+It first checks, in float64, that the foreach step gives the loop's parameters (to 1e-12: the
+same arithmetic in another order differs by rounding only), and stops with an error if not. The
+classes come from solutions/03-optimizers/03-optimizers.ipynb (its solution cells, run here), so
+the figures are those of the code the notebook teaches. Figures depend on the machine: run it on
+an otherwise idle one. Nothing asserts a timing.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def main() -> None:
         opt_b.step()
     worst = max((p - q).abs().max().item() for p, q in zip(a, b, strict=True))
     print(f"foreach step vs loop, float64, 20 steps: max |difference| = {worst:.3g}")
+    if not worst <= 1e-12:
+        raise SystemExit(f"the foreach step is not the loop's update (max |difference| {worst:.3g}"
+                         " > 1e-12): fix the solution's adam_foreach_step_")
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}; {args.tensors} float32 tensors of {args.size} numbers; "
@@ -116,9 +120,8 @@ def main() -> None:
             "solution adam_foreach_step_": lambda p: foreach_adam(p, **kw),
             "torch Adam foreach=False": lambda p: torch.optim.Adam(p, **kw, foreach=False),
             "torch Adam foreach=True": lambda p: torch.optim.Adam(p, **kw, foreach=True),
+            "torch Adam fused=True": lambda p: torch.optim.Adam(p, **kw, fused=True),
         }
-        if device == "cuda":
-            contenders["torch Adam fused=True"] = lambda p: torch.optim.Adam(p, **kw, fused=True)
         times = {label: time_step(make, args.tensors, args.size, args.steps, device)
                  for label, make in contenders.items()}
         base = times["solution Adam (Python loop)"]
