@@ -124,18 +124,14 @@ run_schedule = _shared["run_schedule"]
 
 # The phases of SCHEDULE, each named by what a failure that first shows there points at.
 PHASES = [
-    (STEPS // 10, f"already in steps 0-{STEPS // 10 - 1}, where zero_grad(set_to_none=False) "
-     "keeps each p.grad one tensor, zeroed in place (a state that holds p.grad itself, not a "
-     "copy, changes with it)"),
-    (STEPS // 2, f"by step {STEPS // 2} (parameter `late` gets its first gradient at step "
-     f"{STEPS // 5}: its step count starts there, not with the others'; `part` gets its last at "
-     f"step {STEPS // 3 - 1})"),
-    ((2 * STEPS) // 3, f"only after the state_dict() round trip into a fresh optimizer at step "
-     f"{STEPS // 2} (keep every counter and buffer in self.state, hyper-parameters in "
-     "param_groups)"),
-    (STEPS, f"only after the learning rate is halved through param_groups at step "
-     f"{(2 * STEPS) // 3} (read lr from the group at every step; torch's momentum buffer sums "
-     "gradients, it is not the velocity -lr * buf)"),
+    (STEPS // 10, f"already in steps 0-{STEPS // 10 - 1} (zero_grad(set_to_none=False) there: "
+     "p.grad is one tensor, zeroed in place; keep copies of it, not references)"),
+    (STEPS // 2, f"by step {STEPS // 2} (`late` gets its first gradient at step {STEPS // 5}: its "
+     f"step count starts there; `part` gets its last at step {STEPS // 3 - 1})"),
+    ((2 * STEPS) // 3, f"only after the state_dict() round trip at step {STEPS // 2} (keep "
+     "counters and buffers in self.state, hyper-parameters in param_groups)"),
+    (STEPS, f"only after lr is halved in param_groups at step {(2 * STEPS) // 3} (read lr from "
+     "the group at every step; torch's momentum buffer sums gradients, it is not a velocity)"),
 ]
 LABELS = ["W (group 0)", "b (group 0)", "v (group 1)",
           f"part (group 1, no gradient from step {STEPS // 3})",
