@@ -409,7 +409,9 @@ for opt, p in ((Adam([mine], lr=0.1), mine), (torch.optim.Adam([theirs], lr=0.1)
         opt.step()
 print("Adam vs torch:", (mine - theirs).abs().max().item(), file=sys.stderr)
 """,
-    """model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2))
+    """import torch.nn.functional as F
+
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 2))
 for m in model.modules():
     if isinstance(m, nn.Linear):
         nn.init.xavier_uniform_(m.weight)
