@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import io
 import json
 
@@ -159,6 +160,12 @@ def input_gradient_penalty(model, x, y, loss_fn):
         "the caller's x changed": _edit("input_gradient_penalty",
                                         "x = x.detach().requires_grad_(True)",
                                         "x.requires_grad_(True)"),
+        "backward fills the parameters' .grad": """
+def input_gradient_penalty(model, x, y, loss_fn):
+    x = x.detach().requires_grad_(True)
+    loss_fn(model(x), y).backward(create_graph=True)
+    return x.grad.pow(2).sum()
+""",
     },
     "path_norm": {
         "the L2 norm": """
@@ -390,6 +397,7 @@ def hidden(function: str, *cells: str) -> str:
 
 
 # -- the visible test cells, run in this process -------------------------------------------------
+@functools.cache
 def _locked_context() -> dict:
     """A namespace with what the notebook's test cells use: the setup cell's imports (without its
     global settings), DEVICE on the CPU, and the data cell (its thread setting undone)."""
@@ -405,9 +413,6 @@ def _locked_context() -> dict:
     finally:
         torch.set_num_threads(threads)
     return namespace
-
-
-CONTEXT = _locked_context()
 
 
 def _exercise_cells() -> list[tuple[str, str]]:
@@ -427,7 +432,7 @@ def visible_failures(code: dict[str, str]) -> dict[str, str]:
     """Each visible test cell's failure ("" when it passes), with ``code`` (name -> source) in
     place of the reference in the solution cells, run in notebook order as a student's kernel
     would (a failing cell does not stop the next)."""
-    namespace = dict(CONTEXT)
+    namespace = dict(_locked_context())
     failures = {}
     for key, test in EXERCISE_CELLS:
         if not test:
@@ -451,6 +456,7 @@ def test_reference_passes_every_visible_test():
     assert visible_failures({}) == dict.fromkeys(TEST_OF.values(), "")
 
 
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
 @pytest.mark.parametrize("function, mistake", WRONG_CASES, ids=[m for _, m in WRONG_CASES])
 def test_each_mistake_fails_its_visible_and_hidden_test_only(function, mistake):
     """The hidden checks fail it; so does its visible test (what `gradschool check` shows),
@@ -485,6 +491,15 @@ def test_a_scratch_cell_that_puts_torch_in_place_of_a_graded_name_loses(test_id)
     function = next(f for f, t in TEST_OF.items() if t == test_id)
     verdict = hidden(function, *REFERENCE.values(), source)
     assert named in verdict, verdict
+
+
+def test_sigma_written_another_way_passes():
+    """exp(0.5 (log eta - gamma log(1 + t))) differs from sqrt(eta / (1 + t)^gamma) in the last
+    bit: the visible test must not compare floats exactly."""
+    source = _edit("add_gradient_noise_", "math.sqrt(eta / (1 + step) ** gamma)",
+                   "math.exp(0.5 * (math.log(eta) - gamma * math.log(1 + step)))")
+    assert visible_failures({"add_gradient_noise_": source})["grad-noise-tests"] == ""
+    assert hidden("add_gradient_noise_", source) == ""
 
 
 def test_clip_grad_norm_depends_on_its_own_exercise_only():
