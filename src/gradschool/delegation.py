@@ -501,4 +501,17 @@ def notebook_delegation(nb, test_id: str, forbidden: Iterable[str],
     return student.delegation(graded, forbidden, replaced)
 
 
-__all__ = ["METADATA_KEY", "Finding", "StudentCode", "graded_names", "notebook_delegation"]
+def declared_findings(nb) -> dict[str, Finding]:
+    """test grade_id -> where its exercise reaches what it forbids, for the tests of ``nb`` (a
+    released notebook, or a student's copy of one) that do, as its metadata declares them."""
+    found = {}
+    for test_id, declared in nb.metadata.get(METADATA_KEY, {}).items():
+        finding = notebook_delegation(nb, test_id, declared.get("forbid", []),
+                                      replaced=declared.get("stand_ins", []))
+        if finding:
+            found[test_id] = finding
+    return found
+
+
+__all__ = ["METADATA_KEY", "Finding", "StudentCode", "declared_findings", "graded_names",
+           "notebook_delegation"]
