@@ -208,11 +208,13 @@ def hidden_verdict(assignment: str, test_id: str, cells: list[str],
     checks = checks_of(assignment)
     graded = graded_of(assignment, test_id)
     forbidden = tuple(sorted(checks.forbidden_names.get(test_id, set())))
-    finding = StudentCode(enumerate(cells), context=context).delegation(graded, forbidden)
+    stand_ins = dict(checks.stand_ins.get(test_id, {}))
+    finding = StudentCode(enumerate(cells), context=context).delegation(graded, forbidden,
+                                                                         replaced=stand_ins)
     if finding:
         return finding.message()
     kernel = InProcessKernel(*cells, context=context)
-    kernel.guard = Guard(graded, forbidden, dict(checks.stand_ins.get(test_id, {})))
+    kernel.guard = Guard(graded, forbidden, stand_ins)
     for check in checks.functions[test_id]:
         try:
             check(kernel)
