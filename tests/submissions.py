@@ -3,7 +3,8 @@
 End to end: a submission is the released notebook (``course/<id>/<id>.ipynb``) with its solution
 cells filled in (by the reference solution taken from ``solutions/``, by known-wrong code, by an
 attack) and extra cells a student adds; it is graded by the real ``gradschool grade`` command, and
-its JSON report is read back::
+its JSON report is read back (:func:`grade_here` grades the same way in the test's own process,
+and can check that every cell but the test cells ran clean)::
 
     code = {**reference_code(ID), "Adam": WRONG_ADAM}
     report = grade_json(make_submission(tmp_path, ID, code))
@@ -33,7 +34,7 @@ import nbformat
 import torch
 from conftest import ROOT, gradschool
 
-from gradschool.cells import grade_id, is_solution_cell
+from gradschool.cells import grade_id, is_solution_cell, is_test_cell
 from gradschool.delegation import StudentCode, graded_names
 
 DEFINITION = re.compile(r"^(?:def|class) (\w+)\b", flags=re.M)
@@ -102,6 +103,26 @@ def grade_json(path: Path, *args: str) -> dict:
     report = json.loads(result.stdout)
     assert_expected_devices(report["devices"], report["notes"])
     return report
+
+
+def grade_here(path: Path, assignment: str | None = None, *, runs_clean: bool) -> dict:
+    """Grade ``path`` as ``gradschool grade --json`` does, in this process (nbgrader's and
+    torch's imports paid once per test worker), with :func:`assert_expected_devices`. With
+    ``runs_clean``, also assert that no cell but the test cells raised: the notebook ran top to
+    bottom (what running the solution notebooks under nbval checked, here at no extra cost).
+    Returns the JSON report."""
+    from gradschool.instructor.course import Course
+    from gradschool.instructor.grade import AUTOGRADED, grade_notebook
+
+    with tempfile.TemporaryDirectory(prefix="gradschool-test-") as tmp:
+        report = grade_notebook(Course.at(ROOT), path, assignment, artifacts=Path(tmp))
+        graded = nbformat.read(Path(tmp) / AUTOGRADED, as_version=4)
+    raised = [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(graded.cells)
+              if cell.cell_type == "code" and not is_test_cell(cell)
+              for out in cell.outputs if out.output_type == "error"]
+    assert not (runs_clean and raised), raised
+    assert_expected_devices(report.devices, report.notes)
+    return json.loads(report.to_json())
 
 
 def grade_released_stub(assignment: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from submissions import (
     SETUP,
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     hidden_verdict,
     locked_sources,
@@ -346,9 +346,10 @@ def test_correct_work_with_scratch_cells_and_ordinary_names_passes(test_id):
 
 
 # -- end to end: `gradschool grade` ------------------------------------------------------------
-def _grade(tmp_path, code: dict[str, str], scratch: dict[str, str] | None = None) -> dict:
+def _grade(tmp_path, code: dict[str, str], scratch: dict[str, str] | None = None,
+           runs_clean: bool = False) -> dict:
     """Grade the release filled with ``code``, with each ``scratch`` cell inserted after the
-    test cell whose grade_id names it ("end": at the end)."""
+    test cell whose grade_id names it ("end": at the end) (:func:`grade_here`)."""
     nb = fill_in(ASSIGNMENT, code)
     for after, source in (scratch or {}).items():
         index = len(nb.cells) if after == "end" else 1 + next(
@@ -357,12 +358,13 @@ def _grade(tmp_path, code: dict[str, str], scratch: dict[str, str] | None = None
         nb.cells.insert(index, nbformat.v4.new_code_cell(source))
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)
-    return grade_json(path, "--assignment", ASSIGNMENT)
+    return grade_here(path, ASSIGNMENT, runs_clean=runs_clean)
 
 
 def test_solution_with_scratch_work_gets_full_marks(tmp_path):
     code = {**REFERENCE, XU: FAIR_XAVIER, PREDICT: FAIR_PREDICT}
-    report = _grade(tmp_path, code, {"kaiming-tests": SCRATCH_MIDDLE, "end": SCRATCH_END})
+    report = _grade(tmp_path, code, {"kaiming-tests": SCRATCH_MIDDLE, "end": SCRATCH_END},
+                    runs_clean=True)
     # max_score counts the autograded points (14); the three written answers (6) wait for a person
     assert report["max_score"] == 14 and report["score"] == 14, report
     statuses = {t["id"]: t["status"] for t in report["tests"]}

@@ -22,7 +22,7 @@ from submissions import (
     InProcessKernel,
     checks_of,
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     graded_of,
     hidden_verdict,
@@ -490,7 +490,8 @@ def test_run_all_with_the_stretch_left_blank_reaches_the_end():
 
 
 # -- end to end: `gradschool grade` ------------------------------------------------------------
-def _graded(tmp_path, code: dict[str, str], extra: tuple[str, ...] = ()) -> dict:
+def _graded(tmp_path, code: dict[str, str], extra: tuple[str, ...] = (),
+            runs_clean: bool = False) -> dict:
     """Grade the release filled with ``code``, with ``extra`` scratch cells after the AdamW test
     cell; return the results by graded name."""
     nb = fill_in(ASSIGNMENT, code)
@@ -498,12 +499,12 @@ def _graded(tmp_path, code: dict[str, str], extra: tuple[str, ...] = ()) -> dict
     nb.cells[after:after] = [nbformat.v4.new_code_cell(source) for source in extra]
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)
-    report = grade_json(path, "--assignment", ASSIGNMENT)
+    report = grade_here(path, ASSIGNMENT, runs_clean=runs_clean)
     return report, results_by_function(report, ASSIGNMENT)
 
 
 def test_the_solution_with_scratch_cells_gets_full_marks(tmp_path):
-    report, results = _graded(tmp_path, REFERENCE, tuple(SCRATCH))
+    report, results = _graded(tmp_path, REFERENCE, tuple(SCRATCH), runs_clean=True)
     assert report["max_score"] > 0 and report["score"] == report["max_score"], report
     assert all(results[name]["status"] == "passed" for name in GRADED), results
     assert [t["status"] for t in report["tests"]].count("manual") == 4

@@ -19,7 +19,7 @@ import pytest
 from submissions import (
     InProcessKernel,
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     hidden_verdict,
     locked_sources,
@@ -437,10 +437,10 @@ def _notebook(code: dict[str, str], scratch: dict[str, str] = {}):  # noqa: B006
     return nb
 
 
-def _grade(tmp_path, nb) -> dict[str, dict]:
+def _grade(tmp_path, nb, runs_clean: bool = False) -> dict[str, dict]:
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)
-    report = grade_json(path, "--assignment", ASSIGNMENT)
+    report = grade_here(path, ASSIGNMENT, runs_clean=runs_clean)
     assert report["assignment"] == ASSIGNMENT
     return results_by_function(report, ASSIGNMENT) | {"_report": report}
 
@@ -449,7 +449,7 @@ def test_the_solution_with_realistic_scratch_cells_gets_full_marks(tmp_path):
     scratch = {"dropout": "x = torch.ones(10)\nprint(dropout(x, 0.3), F.dropout(x, 0.3))\n",
                "expected_dropout_loss": SCRATCH}
     results = _grade(tmp_path, _notebook({**REFERENCE, "dropout": ALTERNATIVES["dropout"]},
-                                         scratch))
+                                         scratch), runs_clean=True)
     report = results.pop("_report")
     assert report["max_score"] > 0 and report["score"] == report["max_score"], report
     assert [t["status"] for t in report["tests"]].count("manual") == 3

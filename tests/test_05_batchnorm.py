@@ -18,7 +18,7 @@ from submissions import (
     InProcessKernel,
     checks_of,
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     hidden_verdict,
     locked_sources,
@@ -399,7 +399,7 @@ def _write(tmp_path, code: dict[str, str], scratch: dict[str, str] = ()):
 def test_correct_work_with_scratch_cells_gets_full_marks(tmp_path):
     code = {FORWARD: FAIR_FORWARD, BACKWARD: FAIR_BACKWARD, MODULE: FAIR_MODULE}
     scratch = dict(zip(TEST_OF.values(), SCRATCH, strict=True))
-    report = grade_json(_write(tmp_path, code, scratch))
+    report = grade_here(_write(tmp_path, code, scratch), runs_clean=True)
     assert report["assignment"] == ASSIGNMENT
     assert report["max_score"] > 0 and report["score"] == report["max_score"], report
     assert [t["status"] for t in report["tests"]] == ["passed"] * 3 + ["manual"] * 4
@@ -412,7 +412,7 @@ def test_released_stub_gets_zero():
 def test_two_wrong_exercises_lose_their_two_tests_only(tmp_path):
     code = {FORWARD: BIASED_RUNNING_VAR, BACKWARD: REFERENCE[BACKWARD],
             MODULE: EVAL_WITH_BATCH_STATS}
-    report = grade_json(_write(tmp_path, code), "--assignment", ASSIGNMENT)
+    report = grade_here(_write(tmp_path, code), ASSIGNMENT, runs_clean=False)
     results = results_by_function(report, ASSIGNMENT)
     assert results[BACKWARD]["status"] == "passed", results[BACKWARD]
     for function in (FORWARD, MODULE):

@@ -24,7 +24,7 @@ import torch
 from IPython.core.inputtransformer2 import TransformerManager
 from submissions import (
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     hidden_verdict,
     reference_code,
@@ -524,7 +524,7 @@ def _submission(tmp_path, code: dict[str, str], scratch=()) -> str:
 
 def test_correct_work_with_scratch_cells_gets_full_marks(tmp_path):
     code = {**REFERENCE, **HELPERS}
-    report = grade_json(_submission(tmp_path, code, SCRATCH), "--assignment", ASSIGNMENT)
+    report = grade_here(_submission(tmp_path, code, SCRATCH), ASSIGNMENT, runs_clean=True)
     statuses = {t["id"]: t["status"] for t in report["tests"]}
     assert [statuses.pop(m) for m in MANUAL] == ["manual"] * len(MANUAL)
     assert statuses == dict.fromkeys(TEST_OF.values(), "passed"), json.dumps(report["tests"])
@@ -538,7 +538,7 @@ def test_released_stub_gets_zero():
 def test_two_bugs_cost_exactly_their_two_tests(tmp_path):
     """A wrong grad_norm (which clip_grad_norm_ reuses) and the note's weight-norm formula."""
     code = {**REFERENCE, "grad_norm": SUM_OF_NORMS, "weight_norm_grads": NOTES_FORMULA}
-    report = grade_json(_submission(tmp_path, code), "--assignment", ASSIGNMENT)
+    report = grade_here(_submission(tmp_path, code), ASSIGNMENT, runs_clean=False)
     results = results_by_function(report, ASSIGNMENT)
     failed = {f for f, test in results.items() if test["status"] != "passed"}
     assert failed == {"grad_norm", "weight_norm_grads"}, json.dumps(report["tests"])

@@ -20,4 +20,12 @@ repository): release, collect, grade one notebook or a class, the grading kernel
 nbgrader's preprocessors.
 """
 
+import sys
+
 __version__ = "0.1.0"
+
+# nbformat imports jsonschema, which imports rfc3987_syntax when it is installed (Jupyter's
+# jupyter-events pulls it in) to check the "iri" string format; it builds a Lark grammar at import:
+# 3 s of every process that reads a notebook (each gradschool command, each grading worker), for a
+# format that no notebook schema uses. Marked absent, jsonschema leaves that one format unchecked.
+sys.modules.setdefault("rfc3987_syntax", None)
