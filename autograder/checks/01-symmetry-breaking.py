@@ -182,6 +182,10 @@ def count_cases():
                "plain", {"atol": b}, 1, f"{dt} rows 0.75 atol apart in each of 20 entries "
                "(max-abs metric: one unit; the Euclidean distance would be 3.4 atol)")
         yield torch.randn(1, 64, dtype=dt), "plain", {}, 1, f"a single {dt} row"
+        if dt == torch.float64:
+            yield (torch.tensor([[0.1, 3.0], [0.1, 3.0 + 3e-12]], dtype=dt), "plain",
+                   {"atol": 1e-12}, 2, "float64 rows 3e-12 apart, atol=1e-12 (float32 would "
+                   "round them together)")
         yield torch.zeros(0, 7, dtype=dt), "plain", {}, 0, f"a {dt} weight with no rows"
         tol = 1e-6 if dt == torch.float64 else 1e-4
         w = grouped_rows(17, 300, 20, tol, dt, seed=2024)
