@@ -1,8 +1,9 @@
 """nbgrader course configuration for gradschool.
 
-nbgrader reads this file from the current directory only, so run nbgrader (and `gradschool`) from
-the repository root. If this file raised, nbgrader would silently fall back to its default paths:
-keep it plain assignments, and see tests/test_nbgrader_config.py, which checks what nbgrader sees.
+nbgrader reads this file from the current directory only, so run nbgrader from the repository
+root (`gradschool` finds the root from any folder inside). If this file raised, nbgrader would
+silently fall back to its default paths: keep it plain assignments, and see
+tests/test_nbgrader_config.py, which checks what nbgrader sees.
 """
 
 import os

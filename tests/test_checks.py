@@ -80,10 +80,12 @@ def test_assert_close_value_message_names_count_worst_element_and_tolerance():
 def test_assert_close_reports_nan_and_constant_factor():
     e = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     msg = fails(assert_close, torch.tensor([1.0, math.nan, 3.0], dtype=torch.float64), e)
-    assert "index [1]: got nan, expected 2.0" in msg and "1 NaN" in msg
-    msg = fails(assert_close, e * math.sqrt(2), e)
-    assert "constant factor 1.414 = sqrt(2)" in msg
-    assert "wrong sign" in fails(assert_close, -e, e)
+    assert "index [1]: got nan, expected 2.0" in msg
+    assert msg.startswith("result: 1 NaN where a number was expected; 1 of 3 elements differ")
+    msg = fails(assert_close, e * math.sqrt(2), e, name="w")
+    # The likely cause comes first: a long message may be cut off at its end.
+    assert msg.startswith("w: all values off by a constant factor 1.414 = sqrt(2); 3 of 3 ")
+    assert fails(assert_close, -e, e).startswith("result: every value has the wrong sign; ")
 
 
 def test_assert_close_custom_tolerances():
@@ -470,3 +472,11 @@ def test_replaced_swaps_the_names_a_function_uses_and_puts_them_back():
     with pytest.raises(ZeroDivisionError), replaced(under_test, helper=lambda x: 1 / 0):
         under_test(1)
     assert under_test(5) == 12
+
+
+def test_a_ratio_close_to_one_is_not_called_a_constant_factor():
+    """1.00002 times the expected values is an accuracy problem, not 'a constant factor 1'."""
+    expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    with pytest.raises(AssertionError) as error:
+        assert_close(expected * 1.00002, expected, rtol=1e-9, atol=0, name="w")
+    assert "constant factor" not in str(error.value)

@@ -6,10 +6,11 @@ import os
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from gradschool.instructor import collect as collect_module
-from gradschool.instructor.collect import Submission, collect
+from gradschool.instructor.collect import NotGraded, Submission, collect
 from gradschool.instructor.course import CourseError
 
 EARLY = (2024, 3, 1, 10, 0, 0)
@@ -38,6 +39,14 @@ class Log(list):
         self.append(line)
 
 
+def notebook_with(*grade_ids: str) -> str:
+    """A notebook whose cells carry these nbgrader grade_ids, as JSON text."""
+    cells = [nbformat.v4.new_code_cell(f"# {g}") for g in grade_ids]
+    for cell, g in zip(cells, grade_ids, strict=True):
+        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": g, "points": 1}
+    return nbformat.writes(nbformat.v4.new_notebook(cells=cells))
+
+
 def test_moodle_zip_picks_latest_and_logs_it(tmp_path):
     archive = make_zip(
         tmp_path / "moodle.zip",
@@ -49,12 +58,15 @@ def test_moodle_zip_picks_latest_and_logs_it(tmp_path):
     )
     log = Log()
     result = collect(archive, tmp_path / "work", log=log)
-    assert [(s.student, s.attempts) for s in result] == [("123456", 2), ("777", 1)]
+    assert [(s.student, s.name, s.late) for s in result] == [
+        ("123456", "Ann Lee", False), ("777", "Bo Chen", False)]
     ann = result[0]
     assert ann.source == "moodle.zip:Ann Lee_123456_assignsubmission_file_/hw1 fixed.ipynb"
     assert ann.path == (tmp_path / "work/Ann Lee_123456_assignsubmission_file_/hw1 fixed.ipynb")
     assert ann.path.read_text() == "ann new"
-    assert log == [f"123456: 2 notebooks, grading {ann.source} (latest)"]
+    assert ann.also_uploaded == (NotGraded("hw1.ipynb", "an earlier upload"),)
+    assert log == [f"123456: grading {ann.source}; also uploaded: hw1.ipynb "
+                   "(not graded: an earlier upload)"]
 
 
 def test_latest_is_by_timestamp_not_name(tmp_path):
@@ -79,14 +91,15 @@ def test_canvas_zip_late_and_attempts(tmp_path):
             ("bob_11111_4400_hw.ipynb", "bob"),
         ],
     )
-    log = Log()
-    result = collect(archive, tmp_path / "work", log=log)
-    assert [s.student for s in result] == ["11111", "98765"]
+    result = collect(archive, tmp_path / "work", log=Log())
+    assert [(s.student, s.name, s.late) for s in result] == [
+        ("11111", "bob", False), ("98765", "leeann", True)]
     lee = result[1]
-    assert lee.attempts == 3
     assert lee.path.read_text() == "attempt 2"
     assert lee.source == "canvas.zip:leeann_LATE_98765_4300_01-symmetry-breaking-2.ipynb"
-    assert log == [f"98765: 3 notebooks, grading {lee.source} (latest)"]
+    assert [o.file for o in lee.also_uploaded] == [
+        "leeann_LATE_98765_4321_01-symmetry-breaking-1.ipynb",
+        "leeann_LATE_98765_4399_01-symmetry-breaking.ipynb"]
 
 
 def test_folder_per_student_and_nbgrader_layout(tmp_path):
@@ -96,8 +109,8 @@ def test_folder_per_student_and_nbgrader_layout(tmp_path):
     work = tmp_path / "work"
     result = collect(root, work, log=Log())
     assert result == [
-        Submission("ann", root / "ann/ps1/hw1.ipynb", "submitted/ann/ps1/hw1.ipynb", 1),
-        Submission("bob", root / "bob/hw1.ipynb", "submitted/bob/hw1.ipynb", 1),
+        Submission("ann", root / "ann/ps1/hw1.ipynb", "submitted/ann/ps1/hw1.ipynb"),
+        Submission("bob", root / "bob/hw1.ipynb", "submitted/bob/hw1.ipynb"),
     ]
     assert not work.exists()  # a folder is read in place
 
@@ -109,7 +122,8 @@ def test_folder_latest_by_mtime(tmp_path):
     log = Log()
     [sub] = collect(root, tmp_path / "work", log=log)
     assert sub.path == root / "ann/a.ipynb"
-    assert log == ["ann: 2 notebooks, grading subs/ann/a.ipynb (latest)"]
+    assert log == ["ann: grading subs/ann/a.ipynb; also uploaded: b.ipynb (not graded: an "
+                   "earlier upload)"]
 
 
 def test_flat_folder_skips_checkpoints_and_hidden(tmp_path):
@@ -172,7 +186,7 @@ def test_zip_slip_members_are_skipped(tmp_path):
     assert "evil.zip:../escaped.ipynb" in log[0]
 
 
-def test_macosx_dotfiles_and_non_notebooks_ignored(tmp_path):
+def test_macosx_dotfiles_ignored_and_only_notebooks_extracted(tmp_path):
     archive = make_zip(
         tmp_path / "mac.zip",
         [
@@ -187,19 +201,83 @@ def test_macosx_dotfiles_and_non_notebooks_ignored(tmp_path):
     )
     work = tmp_path / "work"
     log = Log()
-    result = collect(archive, work, log=log)
-    assert [(s.student, s.attempts) for s in result] == [("ann", 1)]
+    ann, bob = collect(archive, work, log=log)
+    assert (ann.student, ann.path, ann.also_uploaded) == ("ann", work / "ann/hw.ipynb", ())
+    assert (bob.student, bob.path, bob.source) == ("bob", None, "")
+    assert bob.error == "no .ipynb in the upload (found: report.pdf)"
     extracted = sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file())
     assert extracted == ["ann/hw.ipynb"]
     assert log == []
+
+
+def test_a_student_without_a_notebook_is_accounted_for(tmp_path):
+    archive = make_zip(
+        tmp_path / "moodle.zip",
+        [
+            ("Ann Lee_1_assignsubmission_file_/04-dropout.ipynb", "notebook"),
+            ("Bo Ek_2_assignsubmission_file_/04-dropout.pdf", "pdf"),
+            ("Cy Ho_3_assignsubmission_onlinetext_/onlinetext.html", "<p>my answer</p>"),
+            ("Di Wu_4_assignsubmission_file_/hw.zip", "a zip inside the zip"),
+            *[(f"Ed Li_5_assignsubmission_file_/page{i}.png", "png") for i in range(5)],
+        ],
+    )
+    work = tmp_path / "work"
+    result = {s.student: s for s in collect(archive, work, log=Log())}
+    assert result["1"].path is not None and result["1"].error == ""
+    assert {s: (r.path, r.name, r.error) for s, r in result.items() if s != "1"} == {
+        "2": (None, "Bo Ek", "no .ipynb in the upload (found: 04-dropout.pdf)"),
+        "3": (None, "Cy Ho", "no .ipynb in the upload (found: onlinetext.html)"),
+        "4": (None, "Di Wu", "no .ipynb in the upload (found: hw.zip)"),
+        "5": (None, "Ed Li", "no .ipynb in the upload (found: page0.png, page1.png, page2.png "
+                             "and 2 more)"),
+    }
+    assert sorted(p.name for p in work.rglob("*") if p.is_file()) == ["04-dropout.ipynb"]
+
+
+def test_the_notebook_with_the_assignments_cells_wins_over_a_newer_one(tmp_path):
+    right = notebook_with("setup", "dropout-tests")
+    archive = make_zip(
+        tmp_path / "moodle.zip",
+        [
+            ("Ann_1_assignsubmission_file_/my work.ipynb", right, EARLY),
+            ("Ann_1_assignsubmission_file_/Untitled.ipynb", notebook_with("setup"), LATE),
+            ("Ann_1_assignsubmission_file_/broken.ipynb", "{not json", LATE),
+            ("Bo_2_assignsubmission_file_/hw.ipynb", right, EARLY),
+            ("Bo_2_assignsubmission_file_/04-dropout-old.ipynb", right, EARLY),
+            ("Bo_2_assignsubmission_file_/notes.ipynb", right, LATE),
+        ],
+    )
+    log = Log()
+    ann, bo = collect(archive, tmp_path / "work", log=log, assignment="04-dropout",
+                      graded_ids=["dropout-tests", "mc-tests"])
+    assert ann.path.name == "my work.ipynb"
+    assert set(ann.also_uploaded) == {
+        NotGraded("Untitled.ipynb", "none of 04-dropout's graded cells"),
+        NotGraded("broken.ipynb", "none of 04-dropout's graded cells"),
+    }
+    assert bo.path.name == "04-dropout-old.ipynb"  # all carry the cells: the name decides
+    assert set(bo.also_uploaded) == {NotGraded("hw.ipynb", "its name lacks 04-dropout"),
+                                     NotGraded("notes.ipynb", "its name lacks 04-dropout")}
+    assert log[0].startswith("1: grading moodle.zip:Ann_1_assignsubmission_file_/my work.ipynb;"
+                             " also uploaded: ")
+    assert "Untitled.ipynb (not graded: none of 04-dropout's graded cells)" in log[0]
+
+
+def test_a_custom_pattern_may_name_the_student_and_the_late_flag(tmp_path):
+    root = make_files(tmp_path / "d", ["late/s0042 Ann Lee.ipynb", "ontime/s0007 Bo Ek.ipynb"])
+    pattern = r"^(?P<late>late)?(?:ontime)?/(?P<student>s\d+) (?P<name>.+)\.ipynb$"
+    result = collect(root, tmp_path / "work", pattern=pattern, log=Log())
+    assert [(s.student, s.name, s.late) for s in result] == [
+        ("s0007", "Bo Ek", False), ("s0042", "Ann Lee", True)]
 
 
 def test_oversized_notebook_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(collect_module, "MAX_NOTEBOOK_BYTES", 10)
     archive = make_zip(tmp_path / "s.zip", [("ann.ipynb", "x" * 11), ("bob.ipynb", "small")])
     log = Log()
-    result = collect(archive, tmp_path / "work", log=log)
-    assert [s.student for s in result] == ["bob"]
+    ann, bob = collect(archive, tmp_path / "work", log=log)
+    assert (ann.student, ann.path, ann.error) == ("ann", None, "ann.ipynb: 11 bytes, over 10")
+    assert bob.path.read_text() == "small"
     assert log == ["skipped s.zip:ann.ipynb: 11 bytes, over 10"]
     assert not (tmp_path / "work/ann.ipynb").exists()
 

@@ -57,3 +57,41 @@ def test_probes_bring_back_plain_data_only(tmp_path):
             kernel.probe("result = Liar(1.0)")
         with pytest.raises(ProbeFailed, match="ZeroDivisionError"):
             kernel.probe("result = 1 / 0")
+
+
+def test_the_kernel_decides_whether_cuda_is_used(tmp_path, monkeypatch):
+    """A grader that sees a GPU asks the kernel; a kernel that cannot run CUDA (here: none)
+    leaves the checks on the CPU and says why, once, instead of failing every CUDA probe."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the grader's view only
+    with GradingKernel(_notebook("x = 1"), tmp_path) as kernel:
+        assert kernel.devices == ["cpu"]
+        assert len(kernel.notes) == 1
+        assert "the grading kernel cannot use it (torch.cuda.is_available() is False in the " \
+               "kernel)" in kernel.notes[0]
+
+
+def test_a_broken_cuda_context_moves_the_rest_to_the_cpu_once(tmp_path, monkeypatch):
+    from gradschool.instructor import kernel as module
+
+    monkeypatch.setattr(module, "CUDA_HEALTH",
+                        "raise RuntimeError('CUDA error: device-side assert triggered')")
+    with GradingKernel(_notebook("x = 1"), tmp_path) as kernel:
+        assert kernel.cuda_healthy("a-tests")  # no CUDA in use: nothing to check
+        kernel.devices.append("cuda")
+        assert not kernel.cuda_healthy("b-tests")
+        assert kernel.cuda_healthy("c-tests")
+    assert kernel.devices == ["cpu"] and len(kernel.notes) == 1
+    assert "CUDA context broke before b-tests (RuntimeError: CUDA error: device-side assert" \
+        in kernel.notes[0]
+
+
+def test_cuda_out_of_memory_is_named_for_what_it_is():
+    from gradschool.instructor.kernel import _outcome_from_outputs
+
+    cuda = _outcome_from_outputs([{"output_type": "error", "ename": "OutOfMemoryError",
+                                   "evalue": "CUDA out of memory. Tried to allocate 2.00 GiB"}])
+    host = _outcome_from_outputs([{"output_type": "error", "ename": "MemoryError", "evalue": ""}])
+    assert cuda.status == host.status == "out_of_memory"
+    assert "share of GPU memory" in cuda.message and "grader's memory limit" in host.message

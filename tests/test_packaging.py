@@ -19,7 +19,7 @@ def test_environment_yml_matches_pyproject():
     wanted = project["dependencies"] + extras["instructor"] + extras["dev"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    listed = {_name(r): r for r in pip if not r.startswith("-e")}
+    listed = {_name(r): r for r in pip if not r.startswith("-")}  # not pip's options
     assert "-e ." in pip, "environment.yml must install the package itself"
     for requirement in wanted:
         name = _name(requirement)
@@ -39,6 +39,9 @@ def test_makefile_and_environment_pin_the_same_torch():
         if line.startswith("TORCH ") or line.startswith("TORCH\t")
     )
     assert f"- {pin}" in env
+    cpu_index = "https://download.pytorch.org/whl/cpu"  # the light default on Linux, in both
+    assert f"--extra-index-url {cpu_index}" in env and f"Linux,$(shell uname -s)),{cpu_index})" \
+        in makefile
 
 
 def test_wheel_holds_the_library_only(tmp_path):

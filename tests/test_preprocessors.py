@@ -29,6 +29,10 @@ def twice_is_right(kernel):
 def has_a_bug(kernel):
     return 1 / 0
 
+@checks.test("settings-tests")
+def sees_the_default_settings(kernel):
+    assert kernel.probe("result = str(torch.get_default_dtype())") == "torch.float32"
+
 @checks.test("crash-tests")
 def probes_a_function_that_raises(kernel):
     kernel.probe("result = crash()")
@@ -44,6 +48,11 @@ CELLS = [  # (grade_id, source, is a test cell)
     ("crash-tests", "pass", True),
     ("orphan-tests", "pass", True),  # no hidden checks registered
     ("visible-fails-tests", "assert square(3) == 10, 'visible check failed'", True),
+    # settings a student leaves behind are undone before a test cell (and in every probe)
+    ("settings-solution", "import torch\ntorch.set_default_dtype(torch.float64)\n"
+     "torch.set_grad_enabled(False)", False),
+    ("settings-tests", "assert torch.get_default_dtype() == torch.float32, 'dtype'\n"
+     "assert torch.is_grad_enabled(), 'grad mode'", True),
 ]
 
 EXPECTED = {
@@ -53,6 +62,7 @@ EXPECTED = {
     "crash-tests": (Status.FAILED, "ValueError: bad shape"),
     "orphan-tests": (Status.GRADER_ERROR, "no hidden checks for orphan-tests"),
     "visible-fails-tests": (Status.FAILED, "visible check failed"),
+    "settings-tests": (Status.PASSED, ""),
 }
 
 

@@ -327,3 +327,31 @@ def test_a_python_environment_under_tmp_is_bound_over_the_private_tmp(monkeypatc
     args = sandbox.bwrap_command(sandbox.Sandbox(), tmp_path, "/run/exchange", ["python"])
     pairs = list(zip(args, args[1:], strict=False))
     assert pairs.index(("--tmpfs", "/tmp")) < pairs.index(("--ro-bind", "/tmp/checkout/.venv"))
+
+
+def test_gpu_device_files_groups_and_mps_pipes_are_passed_in(monkeypatch, tmp_path):
+    """On a simulated GPU machine: WSL2's dxg and the NVIDIA files are bound, the groups of a
+    device file others may not open are kept, the CUDA variables reach the kernel."""
+    pipes = tmp_path / "mps"
+    pipes.mkdir()
+    device = tmp_path / "nvidia0"
+    device.write_text("")
+    os.chmod(device, 0o660)
+    os.chown(device, 0, 44)  # the 'video' group
+    monkeypatch.setattr(sandbox, "gpu_devices", lambda: [str(device), "/dev/dxg"])
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(pipes))
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    command = sandbox.bwrap_command(sandbox.Sandbox(), tmp_path, "/tmp/x", ["python", "-c", "1"])
+    joined = " ".join(command)
+    assert f"--dev-bind {device} {device}" in joined and "--dev-bind /dev/dxg /dev/dxg" in joined
+    assert f"--bind {pipes} {pipes}" in joined
+    assert "--setenv CUDA_DEVICE_ORDER PCI_BUS_ID" in joined
+    launcher = command.index(sandbox.LAUNCHER)
+    assert command[launcher + 3] == ("44" if os.geteuid() == 0 else "")  # groups kept
+
+
+def test_a_gpu_the_sandbox_cannot_use_stops_grading_with_one_line():
+    """The grader sees a GPU (simulated); inside, CUDA does not work: one line saying so."""
+    with pytest.raises(sandbox.SandboxError, match="this machine has a GPU, but the grading "
+                       "sandbox cannot use it .*is_available.* is False inside the sandbox"):
+        sandbox.check_sandbox(sandbox.Sandbox(), cuda=True)

@@ -106,4 +106,4 @@ def test_check_runs_and_grade_says_how_to_install(student_python, tmp_path):
                            capture_output=True, text=True, cwd=ROOT)
     assert grade.returncode == 2 and grade.stdout == ""
     assert grade.stderr.count("\n") == 1, grade.stderr
-    assert "pip install 'gradschool[instructor]'" in grade.stderr
+    assert "pip install -e '.[instructor]'" in grade.stderr

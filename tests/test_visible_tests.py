@@ -29,6 +29,7 @@ def test_passing_notebook_says_visible_tests_passed(tmp_path):
     assert result.returncode == 0, result.stdout
     assert "visible tests passed (3/3 points)" in result.stdout
     assert "all tests passed" not in result.stdout.lower()
+    assert result.stderr == "", result.stderr  # IPC: no kernel warning about unencrypted TCP
 
 
 def test_failing_visible_test_exits_1_with_the_message(tmp_path):
@@ -38,7 +39,8 @@ def test_failing_visible_test_exits_1_with_the_message(tmp_path):
     assert result.returncode == 1
     assert "FAIL  square-tests (2 points): AssertionError: square(3) should be 9" in result.stdout
     assert "PASS  other-tests (1 points)" in result.stdout  # stderr output is not a failure
-    assert "visible tests: 1/3 points" in result.stdout
+    assert "visible tests: 1/3 points; hidden tests and written answers are graded after you " \
+        "submit (a PASS here is not a guarantee)" in result.stdout
 
 
 def test_a_cell_past_the_timeout_stops_the_run_and_fails(tmp_path):
@@ -68,7 +70,8 @@ def test_check_reports_the_delegation_the_grader_will_see(tmp_path):
     nb = nbformat.read(path, as_version=4)
     nb.cells[0].metadata["nbgrader"]["grade_id"] = "square-solution"
     nb.cells.append(nbformat.v4.new_code_cell("print(square(2), math.pow(2, 2))"))
-    nb.metadata["gradschool_delegation"] = {"square-tests": ["math.pow"]}
+    nb.metadata["gradschool_delegation"] = {"square-tests": {"forbid": ["math.pow"],
+                                                             "stand_ins": []}}
     nbformat.write(nb, path)
     result = gradschool("check", str(path), cwd=tmp_path)
     assert result.returncode == 1

@@ -15,9 +15,9 @@ checks, no nbgrader):
 - ``gradschool.cells``          what a test, solution and manual cell is (shared with the grader)
 - ``gradschool.cli``            the ``gradschool`` command
 
-The instructor's side, ``gradschool.instructor`` (``pip install 'gradschool[instructor]'``):
-release, collect, grade one notebook or a class, the grading kernel, hidden checks, nbgrader's
-preprocessors.
+The instructor's side, ``gradschool.instructor`` (``pip install -e '.[instructor]'`` in the
+repository): release, collect, grade one notebook or a class, the grading kernel, hidden checks,
+nbgrader's preprocessors.
 """
 
 __version__ = "0.1.0"

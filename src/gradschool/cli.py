@@ -5,12 +5,22 @@
     gradschool release --timings [ID ...]  run the solutions, record each cell's time (budgets)
     gradschool grade PATH [--assignment ID] [--json] [--timeout S] [--no-sandbox]
     gradschool grade-all SUBMISSIONS --assignment ID [--workers N] [--out DIR] [--pattern RE]
-                         [--timeout S] [--no-sandbox]
+                         [--timeout S] [--no-sandbox] [--anonymize]
+    gradschool report OUT [--assignment ID] [--anonymize]
+                                         rebuild OUT/report.html and report.json from OUT/results
+    gradschool feedback ID [--student S]  nbgrader generate_feedback, into autograder/feedback/
+    gradschool export [--to FILE]        nbgrader export, into autograder/grades/grades.csv
+    gradschool gpu-check [--out DIR] [--only ID ...] [--quick] [--jobs N]
+                                         on a CUDA machine: run, grade and time the course on
+                                         the GPU; exit 3 (one line on stderr) without CUDA
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
-Run release and grade inside the course repository (where ``nbgrader_config.py`` is); check
-runs anywhere. Problems a user can fix (a missing file, an unknown assignment, the instructor
-tools not installed) end with one line on stderr and exit status 2.
+The instructor commands run anywhere inside the course repository: they find its root (where
+``nbgrader_config.py`` is) from the current folder upwards. check runs anywhere. Problems a user
+can fix (a missing file, an unknown assignment, the instructor tools not installed) end with one
+line on stderr and exit status 2; grade-all exits 1 when more than half of the notebooks failed
+to grade; gpu-check exits 0 when every check passed, 1 when one failed (the report says
+which) and 3 on a machine without CUDA (see :mod:`gradschool.instructor.gpu_check`).
 
 ``check`` is the student's command and imports only the student side; the instructor commands
 import :mod:`gradschool.instructor` (nbgrader) when they run.
@@ -20,14 +30,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from gradschool.errors import UserError
 from gradschool.visible_tests import report, run_visible_tests
 
-INSTRUCTOR_EXTRA = ("the instructor tools are not installed: "
-                    "pip install 'gradschool[instructor]' (or run `make test` once)")
+INSTRUCTOR_EXTRA = ("the instructor tools are not installed: pip install -e '.[instructor]' in "
+                    "the course repository (or run `make test` once)")
+ANONYMIZE_HELP = ("in the class report, stable pseudonyms for student ids and no names or file "
+                  "names (key: autograder/pseudonym.key)")
+EXPORT = Path("autograder", "grades", "grades.csv")
+"""Where ``gradschool export`` writes by default, relative to the course root (git-ignored)."""
 NO_SANDBOX_WARNING = ("gradschool: WARNING: grading without the sandbox (--no-sandbox): the "
                       "submissions' code runs as you, with your files and network")
 
@@ -70,6 +85,34 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--timeout", type=int, help="seconds per cell and per hidden check")
     batch.add_argument("--no-sandbox", action="store_true", help="run the submissions' code "
                        "as you, outside the bubblewrap sandbox (unsafe; recorded in the results)")
+    batch.add_argument("--anonymize", action="store_true", help=ANONYMIZE_HELP)
+
+    rep = commands.add_parser("report", help="rebuild the class report of a grade-all batch")
+    rep.add_argument("out", type=Path, metavar="OUT", help="the --out folder of grade-all "
+                     "(needs only its results/)")
+    rep.add_argument("--assignment", metavar="ID", help="whose solution notebook lists the "
+                     "tests (default: the one in the results)")
+    rep.add_argument("--anonymize", action="store_true", help=ANONYMIZE_HELP)
+
+    feedback = commands.add_parser("feedback", help="nbgrader's feedback HTML of the graded "
+                                   "notebooks, into autograder/feedback/STUDENT/ID/")
+    feedback.add_argument("id", metavar="ID", help="the assignment")
+    feedback.add_argument("--student", metavar="S", help="one student (default: all graded)")
+
+    export = commands.add_parser("export", help="nbgrader's grades of every student and "
+                                 f"assignment as CSV (default: {EXPORT.as_posix()})")
+    export.add_argument("--to", type=Path, metavar="FILE", help="the CSV to write (student "
+                        "data: keep it out of git)")
+
+    gpu = commands.add_parser("gpu-check", help="on a CUDA machine: run, grade and time the "
+                              "whole course on the GPU, write a report (exit 3 without CUDA)")
+    gpu.add_argument("--out", type=Path, metavar="DIR", help="where report.json and report.md "
+                     "go (default: benchmarks/results/gpu-<date>-<device>)")
+    gpu.add_argument("--only", nargs="+", metavar="ID", help="these assignments (default: all)")
+    gpu.add_argument("--quick", action="store_true", help="only the machine checks and the "
+                     "solutions graded: no notebook runs, known-wrong tests or benchmark")
+    gpu.add_argument("--jobs", type=int, help="notebooks run or graded at once (default: half "
+                     "the cores, at most 8)")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -118,8 +161,10 @@ def _sandbox(disabled: bool) -> None:
     if disabled:
         print(NO_SANDBOX_WARNING, file=sys.stderr)
         return
+    import torch  # the grader's view of the GPU: no CUDA context is created here
+
     try:
-        check_sandbox(Sandbox())
+        check_sandbox(Sandbox(), cuda=torch.cuda.is_available())
     except SandboxError as exc:
         raise UserError(str(exc)) from None
 
@@ -141,9 +186,96 @@ def _grade_all(course, args: argparse.Namespace) -> int:
         raise UserError("--workers must be at least 1")
     _sandbox(args.no_sandbox)
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
-    print(grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
-                    pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox))
+    summary = grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
+                        pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox,
+                        anonymize=args.anonymize)
+    print(summary)
+    if summary.too_many_failures:
+        print(f"gradschool: {len(summary.failed)} of {summary.notebooks} notebooks failed to "
+              "grade (more than half): see why above; the wrong --assignment?", file=sys.stderr)
+        return 1
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gradschool.instructor.course import Course, CourseError
+    from gradschool.instructor.report import write_report
+
+    try:
+        course = Course.at()
+    except CourseError:  # a batch graded elsewhere, reported outside the course: results only
+        course = None
+    if course is not None and args.assignment:
+        course.check_assignment(args.assignment)
+    html, report = write_report(args.out, course, args.assignment, anonymized=args.anonymize)
+    print(f"wrote {html} and {report}")
+    return 0
+
+
+def _feedback(course, args: argparse.Namespace) -> int:
+    course.check_assignment(args.id)
+    students = args.student or "*"
+    if not any(course.autograded_dir.glob(f"{students}/{args.id}")):
+        whom = f"for {args.student} " if args.student else ""
+        raise UserError(f"no graded notebook of {args.id} {whom}in "
+                        f"{course.relative(course.autograded_dir)}: run gradschool grade-all first")
+    course.generate_feedback(args.id, args.student)
+    written = sorted(course.feedback_dir.glob(f"{students}/{args.id}/*.html"))
+    print(f"wrote {len(written)} feedback page(s) in "
+          f"{course.relative(course.feedback_dir)}/{args.student or '<student>'}/{args.id}/")
+    pending = [s for s in course.needs_manual_grade(args.id) if args.student in (None, s)]
+    if pending:
+        print(f"note: {len(pending)} of them have written answers not graded yet, shown as 0: "
+              "grade them in the formgrader (make formgrader), then run this again")
+    return 0
+
+
+def _export(course, args: argparse.Namespace) -> int:
+    to = (args.to or course.root / EXPORT).resolve()
+    if not Path(course.db_url.removeprefix("sqlite:///")).is_file():
+        raise UserError("no gradebook yet: grade first (gradschool grade-all)")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    course.export(to)
+    with open(to) as file:
+        rows = sum(1 for _ in file) - 1
+    print(f"exported {rows} row(s), one per student and assignment, to {course.relative(to)}")
+    if _not_git_ignored(course.root, to):
+        print(f"gradschool: WARNING: {course.relative(to)} holds student data and git does not "
+              "ignore it: never commit it", file=sys.stderr)
+    return 0
+
+
+def _not_git_ignored(root: Path, path: Path) -> bool:
+    """True when ``path`` is inside the git repository at ``root`` and not git-ignored."""
+    if not path.is_relative_to(root):
+        return False
+    try:
+        check = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=root,
+                               capture_output=True)
+    except OSError:  # no git: nothing to warn about
+        return False
+    return check.returncode == 1  # 0: ignored; 128: not a repository
+
+
+def _gpu_check(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.gpu_check import gpu_check
+    from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    ids = args.only or course.assignments()
+    for assignment_id in ids:
+        course.check_assignment(assignment_id)
+    try:  # whether CUDA works inside it is the report's first section, not a reason to stop
+        check_sandbox(Sandbox())
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+    report, folder = gpu_check(course, ids=ids, out=args.out, quick=args.quick, jobs=args.jobs)
+    verdict = "every check passed" if report["ok"] else f"{len(report['failures'])} failures"
+    print(f"gpu-check: {verdict}; report in {course.relative(folder / 'report.md')}")
+    for failure in report["failures"]:
+        print(f"  {failure}")
+    return 0 if report["ok"] else 1
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -157,13 +289,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "gpu-check":  # decided before nbgrader is imported: CI skips fast
+            from gradschool.instructor.gpu_smoke import SKIPPED, no_cuda
+
+            why = no_cuda()
+            if why:
+                print(f"gradschool gpu-check: skipped: {why}", file=sys.stderr)
+                return SKIPPED
         try:
             from gradschool.instructor.course import Course
         except ModuleNotFoundError as exc:
             if exc.name != "nbgrader" and not (exc.name or "").startswith("nbgrader."):
                 raise
             raise UserError(INSTRUCTOR_EXTRA) from None
-        commands = {"release": _release, "grade": _grade, "grade-all": _grade_all}
+        if args.command == "report":  # runs outside the course too
+            return _report(args)
+        commands = {"release": _release, "grade": _grade, "grade-all": _grade_all,
+                    "feedback": _feedback, "export": _export, "gpu-check": _gpu_check}
         return commands[args.command](Course.at(), args)
     except UserError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)

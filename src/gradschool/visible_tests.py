@@ -10,14 +10,16 @@ implementation is reported failed, with the line, although its visible checks pa
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from traitlets.config import Config
 
 from gradschool.cells import grade_id, is_test_cell, points, read_notebook
-from gradschool.delegation import METADATA_KEY, notebook_delegation
+from gradschool.delegation import declared_findings
 
 
 @dataclass
@@ -35,24 +37,31 @@ def _first_error(cell) -> str:
     return ""
 
 
+CAVEAT = ("hidden tests and written answers are graded after you submit (a PASS here is not a "
+          "guarantee)")
+
+
 def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest], str]:
     """Execute the notebook at ``path`` in a fresh kernel (its folder as cwd).
 
-    Returns (one result per autograded test cell in notebook order, a problem that stopped the
-    run or ""). The file itself is not modified.
+    The kernel is reached over IPC sockets in a temporary folder, not TCP: no port is opened
+    (and the kernel has no unencrypted-TCP warning to print). Returns (one result per
+    autograded test cell in notebook order, a problem that stopped the run or ""). The file
+    itself is not modified.
     """
     nb = read_notebook(path)
     delegations = _delegations(nb)
-    client = NotebookClient(
-        nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
-    )
     problem = ""
-    try:
-        client.execute()
-    except CellTimeoutError:
-        problem = f"a cell ran longer than {timeout} s"
-    except DeadKernelError:
-        problem = "the kernel died while running the notebook"
+    with tempfile.TemporaryDirectory(prefix="gradschool-check-") as sockets:
+        ipc = Config({"KernelManager": {"transport": "ipc", "ip": f"{sockets}/kernel"}})
+        client = NotebookClient(nb, timeout=timeout, allow_errors=True, config=ipc,
+                                resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        except CellTimeoutError:
+            problem = f"a cell ran longer than {timeout} s"
+        except DeadKernelError:
+            problem = "the kernel died while running the notebook"
     results = []
     for cell in filter(is_test_cell, nb.cells):
         ran = cell.get("execution_count") is not None
@@ -65,12 +74,7 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
 
 def _delegations(nb) -> dict[str, str]:
     """test grade_id -> why the grader will read its exercise as delegation, for those it will."""
-    found = {}
-    for test_id, forbidden in nb.metadata.get(METADATA_KEY, {}).items():
-        finding = notebook_delegation(nb, test_id, forbidden)
-        if finding:
-            found[test_id] = finding.message()
-    return found
+    return {test_id: finding.message() for test_id, finding in declared_findings(nb).items()}
 
 
 def report(results: list[VisibleTest], problem: str) -> tuple[str, int]:
@@ -85,13 +89,10 @@ def report(results: list[VisibleTest], problem: str) -> tuple[str, int]:
     if problem:
         lines.append(f"the notebook did not run to the end: {problem}")
     if results and not problem and all(r.passed for r in results):
-        lines.append(
-            f"visible tests passed ({passed:g}/{total:g} points); hidden tests and "
-            "written answers are graded after you submit"
-        )
+        lines.append(f"visible tests passed ({passed:g}/{total:g} points); {CAVEAT}")
         return "\n".join(lines), 0
     if not results:
         lines.append("no test cells found: is this a course notebook?")
     else:
-        lines.append(f"visible tests: {passed:g}/{total:g} points")
+        lines.append(f"visible tests: {passed:g}/{total:g} points; {CAVEAT}")
     return "\n".join(lines), 1

@@ -50,17 +50,17 @@ def _check_tensor_meta(actual: Any, expected: torch.Tensor, name: str) -> None:
 
 
 def _factor_hint(a: torch.Tensor, e: torch.Tensor) -> str:
-    """' (all values off by a constant factor 1.41)' when actual = c * expected, else ''."""
+    """'all values off by a constant factor 1.41' when actual = c * expected, else ''."""
     nz = (e != 0) & torch.isfinite(e) & torch.isfinite(a)
     if int(nz.sum()) < 2 or bool(((a != 0) & (e == 0)).any()):
         return ""
     ratio = a[nz] / e[nz]
     lo, hi = float(ratio.min()), float(ratio.max())
-    if abs(hi - lo) > 1e-3 * max(abs(lo), abs(hi)) or abs(lo - 1.0) < 1e-6:
-        return ""
     c = 0.5 * (lo + hi)
+    if abs(hi - lo) > 1e-3 * max(abs(lo), abs(hi)) or abs(c - 1.0) < 1e-3:  # not a factor
+        return ""
     if abs(c + 1.0) < 1e-3:
-        return " (every value has the wrong sign)"
+        return "every value has the wrong sign"
     known = {
         "sqrt(2)": math.sqrt(2.0),
         "1/sqrt(2)": 1 / math.sqrt(2.0),
@@ -71,8 +71,8 @@ def _factor_hint(a: torch.Tensor, e: torch.Tensor) -> str:
     }
     for label, value in known.items():
         if abs(c - value) < 1e-3 * value:
-            return f" (all values off by a constant factor {c:.4g} = {label})"
-    return f" (all values off by a constant factor {c:.4g})"
+            return f"all values off by a constant factor {c:.4g} = {label}"
+    return f"all values off by a constant factor {c:.4g}"
 
 
 def assert_close(
@@ -99,8 +99,9 @@ def assert_close(
         name: what to call ``actual`` in the message.
 
     Returns:
-        None. Raises AssertionError naming the first difference found; for values, the number of
-        mismatched elements, the worst element's index, got vs expected, and the tolerance.
+        None. Raises AssertionError naming the first difference found; for values, the likely
+        cause first when there is one (NaNs, a constant factor, the wrong sign), then the number
+        of mismatched elements, the worst element's index, got vs expected, and the tolerance.
     """
     if not isinstance(expected, torch.Tensor):
         _assert_close_scalar(actual, expected, rtol=rtol, atol=atol, name=name)
@@ -144,11 +145,12 @@ def assert_close(
             f"(|diff| {d:.3g} > allowed {allow:.3g})"
         )
     n_nan = int((torch.isnan(a) & ~torch.isnan(e)).sum())
-    nan_note = f"; {n_nan} NaN where a number was expected" if n_nan else ""
-    hint = "" if expected.is_complex() else _factor_hint(a, e)
+    hints = [f"{n_nan} NaN where a number was expected" if n_nan else "",
+             "" if expected.is_complex() else _factor_hint(a, e)]
+    cause = "".join(f"{h}; " for h in hints if h)  # first: the long detail may be cut off
     raise AssertionError(
-        f"{name}: {n_bad} of {n} elements differ ({100.0 * n_bad / n:.3g}%) beyond "
-        f"rtol={rtol:g}, atol={atol:g}; worst at {where}: {detail}{nan_note}{hint}"
+        f"{name}: {cause}{n_bad} of {n} elements differ ({100.0 * n_bad / n:.3g}%) beyond "
+        f"rtol={rtol:g}, atol={atol:g}; worst at {where}: {detail}"
     )
 
 

@@ -1,10 +1,12 @@
-"""The instructor's side of gradschool: release, collect, grade. Needs ``gradschool[instructor]``.
+"""The instructor's side of gradschool: release, collect, grade, feedback, export. Needs the
+``instructor`` extra.
 
 - ``course``         the nbgrader course at the repository root: config, paths, gradebooks
 - ``release``        ``course/<id>/`` generated from ``solutions/<id>/``, and the in-sync check
 - ``collect``        one notebook per student from a folder or a Moodle/Canvas zip
 - ``grade``          grade one notebook in a scratch gradebook (``gradschool grade``)
 - ``grade_all``      grade a class in parallel, import into the gradebook (``gradschool grade-all``)
+- ``report``         a batch's class report, report.html and report.json (``gradschool report``)
 - ``kernel``         the kernel a submission runs in, with time, memory and output limits
 - ``sandbox``        the bubblewrap sandbox around that kernel: no course files, no network
 - ``budgets``        time budgets per cell and per notebook, from the solution's recorded timings
@@ -12,6 +14,8 @@
 - ``probe``          what a probe runs in the kernel: stand-ins, settings reset, tripwires
 - ``preprocessors``  the nbgrader steps that run the kernel and the hidden checks
 - ``status``         the statuses all of the above report
+- ``gpu_check``      ``gradschool gpu-check``: the course run, graded and timed on a GPU, with
+                     ``gpu_smoke`` (the machine), ``gpu_runs`` (the course) and ``gpu_report``
 
 Hidden-check files import what they need from here: ``from gradschool.instructor import
 HiddenChecks``.

@@ -22,6 +22,7 @@ import nbgrader.api
 from nbgrader.api import Gradebook
 from nbgrader.apps import NbGraderAPI
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.plugins import CsvExportPlugin
 from sqlalchemy.exc import SAWarning
 from traitlets.config import Config, PyFileConfigLoader
 
@@ -39,6 +40,11 @@ _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*:")
 
 class CourseError(UserError):
     """A problem with the course or the command's arguments: one line that says what and how."""
+
+
+def possessive(assignment_id: str) -> str:
+    """``04-dropout's``, ``03-optimizers'``: for messages."""
+    return assignment_id + ("'" if assignment_id.endswith("s") else "'s")
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -138,9 +144,10 @@ class Course:
         except ValueError:
             return str(path)
 
-    def scratch(self, folder: Path) -> Course:
+    def scratch(self, folder: Path, db_url: str | None = None) -> Course:
         """This course with release, submissions, grading output, exchange and gradebook in
-        ``folder``: the sources stay the repository's own."""
+        ``folder``: the sources stay the repository's own. ``db_url`` keeps another gradebook
+        instead (e.g. the course's own, to record an assignment without writing ``course/``)."""
         config = copy.deepcopy(self.config)  # Config(...) copies shallowly: sections are shared
         config.merge(
             Config(
@@ -153,7 +160,7 @@ class Course:
                         "autograded_directory": "autograded",
                         "feedback_directory": "feedback",
                         "solution_directory": "solution",
-                        "db_url": f"sqlite:///{folder / 'gradebook.db'}",
+                        "db_url": db_url or f"sqlite:///{folder / 'gradebook.db'}",
                     },
                     "Exchange": {"root": str(folder / "exchange")},
                 }
@@ -193,14 +200,35 @@ class Course:
             "generate_assignment", self._api().generate_assignment(assignment_id), assignment_id
         )
 
-    def autograde(self, assignment_id: str, student_id: str) -> None:
-        """nbgrader autograde of ``<submitted>/<student>/<id>/`` (generate the assignment first)."""
+    def autograde(self, assignment_id: str, student_id: str, label: str = "") -> None:
+        """nbgrader autograde of ``<submitted>/<student>/<id>/`` (generate the assignment first);
+        an error message calls the submission ``label`` (default: the student id)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
             result = self._api().autograde(assignment_id, student_id)
-        self._run("autograde", result, f"{assignment_id} of {student_id}")
+        self._run("autograde", result, f"{assignment_id} of {label or student_id}")
 
-    def generate_feedback(self, assignment_id: str, student_id: str) -> None:
-        """nbgrader generate_feedback: HTML of the autograded notebooks in ``<feedback>/``."""
+    def generate_feedback(self, assignment_id: str, student_id: str | None = None,
+                          label: str = "") -> None:
+        """nbgrader generate_feedback: HTML of the autograded notebooks in ``<feedback>/``, of one
+        student or (``student_id`` None) of all; errors call the submission ``label``."""
         result = self._api().generate_feedback(assignment_id, student_id)
-        self._run("generate_feedback", result, f"{assignment_id} of {student_id}")
+        what = f"{assignment_id} of {label or student_id}" if label or student_id else assignment_id
+        self._run("generate_feedback", result, what)
+
+    def needs_manual_grade(self, assignment_id: str) -> list[str]:
+        """The students whose submission of ``assignment_id`` has written answers not graded by
+        hand yet (their feedback shows 0 points for them)."""
+        with warnings.catch_warnings(), self.gradebook() as gradebook:
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
+            return sorted(s.student.id for s in gradebook.assignment_submissions(assignment_id)
+                          if s.needs_manual_grade)
+
+    def export(self, to: Path) -> None:
+        """nbgrader export: one CSV row per student and assignment of the gradebook, into ``to``
+        (autograded and manual points together, as ``nbgrader export`` writes them)."""
+        plugin = CsvExportPlugin(config=self.config)
+        plugin.to = str(to)
+        with warnings.catch_warnings(), self.gradebook() as gradebook:
+            warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
+            plugin.export(gradebook)

@@ -28,6 +28,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,11 +39,13 @@ from gradschool.cells import (
     VERDICT,
     grade_id,
     grade_ids,
+    is_solution_cell,
+    is_test_cell,
     manual_cell_ids,
     read_notebook,
     test_cell_ids,
 )
-from gradschool.instructor.course import Course, CourseError
+from gradschool.instructor.course import Course, CourseError, possessive
 from gradschool.instructor.status import Status
 
 STUDENT = "submission"
@@ -92,16 +95,51 @@ def infer_assignment(course: Course, path: Path, nb: nbformat.NotebookNode) -> s
     assignment sharing the most nbgrader cell ids with it."""
     if path.stem in course.assignments():
         return path.stem
-    ids = grade_ids(nb)
-    overlap = {
-        a: len(ids & grade_ids(read_notebook(course.source_notebook(a))))
-        for a in course.assignments()
-    }
-    best = max(overlap.values(), default=0)
-    matches = [a for a, n in overlap.items() if n == best]
-    if best == 0 or len(matches) > 1:
+    matches = _closest(grade_ids(nb), lambda a: grade_ids(_source(course, a)),
+                       course.assignments())
+    if len(matches) != 1:
         raise CourseError(f"{path}: cannot tell which assignment this is; pass --assignment ID")
     return matches[0]
+
+
+def graded_cell_ids(nb: nbformat.NotebookNode) -> set[str]:
+    """The grade_ids of the cells ``nb`` is graded on: its solution and test code cells. The
+    course's assignments share none (their setup, text and some written answers they may)."""
+    return {grade_id(c) for c in nb.cells if is_test_cell(c) or is_solution_cell(c)}
+
+
+def check_belongs(course: Course, path: Path, nb: nbformat.NotebookNode, assignment: str) -> None:
+    """Raise CourseError (one line, naming the likely assignment) when ``nb`` carries none of
+    ``assignment``'s graded cells (:func:`graded_cell_ids`): nbgrader could not grade it, and
+    would say why only with a KeyError. A notebook missing some, even every test cell, is
+    graded: nbgrader puts them back."""
+    ids = grade_ids(nb)
+
+    def graded(a: str) -> set[str]:
+        return graded_cell_ids(_source(course, a))
+
+    if ids & graded(assignment):
+        return
+    likely = _closest(ids, graded, [a for a in course.assignments() if a != assignment])
+    if likely:
+        hint = "; it looks like " + " or ".join(likely)
+    elif ids:
+        hint = ", nor any other assignment's"
+    else:
+        hint = "; it has no nbgrader cells: a new notebook instead of the released one?"
+    raise CourseError(f"{path.name} has none of {possessive(assignment)} graded cells{hint}")
+
+
+def _source(course: Course, assignment: str) -> nbformat.NotebookNode:
+    return read_notebook(course.source_notebook(assignment))
+
+
+def _closest(ids: set[str], cells: Callable[[str], set[str]],
+             assignments: list[str]) -> list[str]:
+    """The assignments sharing the most ``cells(assignment)`` ids with ``ids`` (none if 0)."""
+    overlap = {a: len(ids & cells(a)) for a in assignments}
+    best = max(overlap.values(), default=0)
+    return [a for a, n in overlap.items() if n == best] if best else []
 
 
 def _verdicts(nb: nbformat.NotebookNode) -> dict[str, dict]:
@@ -123,12 +161,14 @@ def grade_notebook(
     the report says so).
 
     Raises NotebookError (one line) when the file is missing or not a notebook, CourseError
-    when its assignment is unknown or cannot be recognised.
+    when its assignment is unknown or cannot be recognised, or the notebook has none of the
+    assignment's graded cells (see :func:`check_belongs`).
     """
     path = Path(path)
     nb = read_notebook(path)
     assignment = assignment or infer_assignment(course, path, nb)
     course.check_assignment(assignment)
+    check_belongs(course, path, nb, assignment)
     source = read_notebook(course.source_notebook(assignment))
     with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
         scratch = course.scratch(Path(tmp))
@@ -140,7 +180,7 @@ def grade_notebook(
         submission = scratch.submitted_dir / STUDENT / assignment
         submission.mkdir(parents=True)
         shutil.copyfile(path, submission / f"{assignment}.ipynb")
-        scratch.autograde(assignment, STUDENT)
+        scratch.autograde(assignment, STUDENT, label=path.name)
         graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
         graded_nb = nbformat.read(graded, as_version=4)
         verdicts = _verdicts(graded_nb)
@@ -150,7 +190,7 @@ def grade_notebook(
             submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
             scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
         if artifacts:
-            scratch.generate_feedback(assignment, STUDENT)
+            scratch.generate_feedback(assignment, STUDENT, label=path.name)
             feedback = scratch.feedback_dir / STUDENT / assignment / f"{assignment}.html"
             shutil.copyfile(graded, Path(artifacts) / AUTOGRADED)
             shutil.copyfile(feedback, Path(artifacts) / FEEDBACK)

@@ -6,14 +6,22 @@ them in parallel worker processes, each in its own scratch course and gradebook
 at a time, imports every result into the course's real gradebook the way ``nbgrader autograde``
 would (submitted and autograded notebooks in place, scores saved by nbgrader's
 ``SaveAutoGrades``), so that ``nbgrader generate_feedback``, ``nbgrader export`` and formgrader
-see the same grades. No two processes ever write to the same SQLite file.
+see the same grades. No two processes ever write to the same SQLite file. Every student found,
+graded or not, is in the gradebook (with the name the LMS gave), so that an export lists them all.
+Grading never writes ``course/``: an assignment new to the gradebook is generated in a scratch
+folder. On a machine with GPUs the workers are bounded by GPU memory and spread over the GPUs,
+each kernel with its share (:mod:`~gradschool.instructor.gpus`).
 
 Into ``out`` it writes::
 
-    results/<student>.json   the grade report, plus student, source, sha256 and graded (bool);
-                             a student whose notebook could not be graded gets score 0 and error
+    results/<student>.json   the grade report, plus student, name, late, source, sha256, graded
+                             (bool), also_uploaded and seconds (wall time of that student's
+                             grading in the worker); a student whose notebook could not be
+                             graded, or who uploaded none, gets score 0 and error
     feedback/<student>.html  nbgrader's feedback: each test's points and message, no hidden code
-    grades.csv               one row per student: total, max, one column per graded cell, error
+    grades.csv               one row per student: autograded total and maximum, the written
+                             answers' maximum, one column per graded cell, the error if any
+    report.html, report.json the class report (:mod:`~gradschool.instructor.report`)
     extracted/, work/        the notebooks taken out of a zip, the workers' files
 
 Resuming: a student whose result file exists for the same notebook (same sha256) is not graded
@@ -29,6 +37,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -43,6 +55,7 @@ from tqdm import tqdm
 
 from gradschool.cells import (
     NotebookError,
+    is_manual_cell,
     is_test_cell,
     manual_cell_ids,
     points,
@@ -51,110 +64,204 @@ from gradschool.cells import (
 )
 from gradschool.instructor.collect import Submission, collect
 from gradschool.instructor.course import Course, CourseError
-from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook
+from gradschool.instructor.gpus import plan, visible_gpus
+from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook, graded_cell_ids
+from gradschool.instructor.report import write_report
 from gradschool.instructor.status import Status
+
+FAILED_SHARE = 0.5
+"""``grade-all`` exits 1 when more than this share of the notebooks failed to grade."""
+
+LISTED = 20
+"""How many students not graded the summary names, one line each."""
 
 
 @dataclass
 class Summary:
-    """How a batch went: students graded now, before (resumed), not gradable; mean score."""
+    """How a batch went, over every result in ``out``: students graded (now or before),
+    notebooks not gradable, students without a notebook; mean scores."""
 
     graded: int
     resumed: int
-    failed: int
-    mean_score: float
+    failed: list[tuple[str, str]]
+    """(student, why) for each notebook that could not be graded."""
+    missing: list[tuple[str, str]]
+    """(student, why) for each student without a notebook to grade."""
+    mean_graded: float
+    mean_all: float
     max_score: float
     out: Path
 
+    @property
+    def notebooks(self) -> int:
+        """Students with a notebook to grade, graded or not."""
+        return self.graded + len(self.failed)
+
+    @property
+    def too_many_failures(self) -> bool:
+        """More than :data:`FAILED_SHARE` of the notebooks failed to grade."""
+        return len(self.failed) > FAILED_SHARE * self.notebooks
+
     def __str__(self) -> str:
-        return (f"graded {self.graded + self.resumed} ({self.resumed} from an earlier run), "
-                f"failed to grade {self.failed}, mean score {self.mean_score:.2f} / "
-                f"{self.max_score:g}; results in {self.out}")
+        not_graded = len(self.failed) + len(self.missing)
+        lines = [f"graded {self.graded} ({self.resumed} from an earlier run), failed to grade "
+                 f"{len(self.failed)}, without a notebook {len(self.missing)}"]
+        if self.graded:
+            mean = (f"mean {self.mean_graded:.2f} / {self.max_score:g} over the {self.graded} "
+                    "graded")
+            if not_graded:
+                mean += f" ({self.mean_all:.2f} counting the {not_graded} not graded as 0)"
+            lines.append(mean)
+        reasons = self.failed + self.missing
+        lines += [f"  {student}: {why}" for student, why in reasons[:LISTED]]
+        if len(reasons) > LISTED:
+            lines.append(f"  and {len(reasons) - LISTED} more (see grades.csv)")
+        lines.append(f"results in {self.out}")
+        return "\n".join(lines)
 
 
 def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
               workers: int = 1, pattern: str | None = None, timeout: int | None = None,
-              log: Callable[[str], None] = print, sandbox: bool = True) -> Summary:
+              log: Callable[[str], None] = print, sandbox: bool = True,
+              progress: bool | None = None, anonymize: bool = False) -> Summary:
     """Grade every student's notebook in ``submissions`` (a folder or an LMS zip) against
-    ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc).
+    ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc),
+    then the class report (with pseudonyms if ``anonymize``).
 
-    Raises CourseError (one line) for what the user can fix: unknown assignment, nothing to
-    grade, a bad zip or pattern. A notebook that cannot be graded never stops the batch.
+    ``progress`` (default: when stderr is a terminal) shows a progress bar; without it, ``log``
+    gets one line per student graded. Raises CourseError (one line) for what the user can fix:
+    unknown assignment, nothing to grade, a bad zip or pattern. A notebook that cannot be
+    graded never stops the batch.
     """
     course.check_assignment(assignment)
     out = Path(out).resolve()
-    students = collect(Path(submissions), out / "extracted", pattern, log)
+    source = read_notebook(course.source_notebook(assignment))
+    students = collect(Path(submissions), out / "extracted", pattern, log,
+                       assignment=assignment, graded_ids=graded_cell_ids(source))
     _ensure_in_gradebook(course, assignment)
-    todo, resumed, failed = [], 0, 0
+    max_score = sum(points(c) for c in source.cells if is_test_cell(c))
+    todo, kept, resumed, died = [], 0, 0, []
     for submission in students:
+        if submission.path is None:
+            _record(course, assignment, submission, "", {"error": submission.error}, out,
+                    max_score)
+            continue
         digest = _sha256(submission.path)
         earlier = _read_result(out, submission.student)
-        if earlier.get("sha256") != digest:
-            todo.append((submission, digest))
-        elif earlier["graded"]:
-            resumed += 1
+        if earlier.get("sha256") == digest:
+            kept += 1
+            resumed += earlier["graded"]
         else:
-            failed += 1
-    if len(todo) < len(students):
-        log(f"{len(students) - len(todo)} students have results in {out / 'results'} "
-            "for the same notebook: kept")
-    max_score = _max_score(course, assignment)
-    newly_failed = 0
+            todo.append((submission, digest))
+    if kept:
+        log(f"{kept} students have results in {out / 'results'} for the same notebook: kept")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    gpus = plan(workers, visible_gpus())
+    if gpus.note:
+        log(gpus.note)
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads,
-                             initargs=(threads,)) as pool:
+    threads = max(1, (os.cpu_count() or 1) // gpus.workers)
+    environments = context.Queue()
+    for environment in gpus.environments:
+        environments.put(environment)
+    with ProcessPoolExecutor(gpus.workers, mp_context=context, initializer=_start_worker,
+                             initargs=(threads, environments)) as pool:
         futures = {
             pool.submit(_grade_one, course, s.path, assignment, timeout,
                         out / "work" / s.student, sandbox): (s, digest)
             for s, digest in todo
         }
         try:
-            for future in tqdm(as_completed(futures), total=len(futures), unit="notebook",
-                               desc=f"grading {assignment}", dynamic_ncols=True):
-                submission, digest = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - a worker died: grade it next run
-                    log(f"{submission.student}: not graded, run again ({type(exc).__name__})")
-                    newly_failed += 1
-                    continue
-                newly_failed += "error" in outcome
-                _record(course, assignment, submission, digest, outcome, out, max_score)
+            with tqdm(total=len(futures), unit="notebook", desc=f"grading {assignment}",
+                      dynamic_ncols=True, disable=not (progress and futures)) as bar:
+                for future in as_completed(futures):
+                    submission, digest = futures[future]
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker died: grade it next run
+                        outcome = {"died": f"not graded, run again ({type(exc).__name__})"}
+                        died.append((submission.student, outcome["died"]))
+                    else:
+                        _record(course, assignment, submission, digest, outcome, out, max_score)
+                    bar.update()
+                    if not progress or "died" in outcome:
+                        log(f"{submission.student}: {_outcome_line(outcome)}")
         except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
             raise
     rows = write_grades_csv(course, assignment, out)
-    scores = [row["score"] for row in rows]
-    return Summary(graded=len(todo) - newly_failed, resumed=resumed, failed=failed + newly_failed,
-                   mean_score=sum(scores) / len(scores) if scores else 0.0,
-                   max_score=max_score, out=out)
+    if rows:
+        html, _ = write_report(out, course, assignment, anonymized=anonymize)
+        log(f"class report: {html}")
+    return _summary(rows, resumed, died, max_score, out)
 
 
-def _set_threads(threads: int) -> None:  # in each worker, inherited by its kernels
+def _outcome_line(outcome: dict) -> str:
+    if "report" in outcome:
+        return f"{outcome['report']['score']:g} / {outcome['report']['max_score']:g}"
+    return outcome.get("died") or f"not graded: {outcome['error']}"
+
+
+def _summary(rows: list[dict], resumed: int, died: list[tuple[str, str]], max_score: float,
+             out: Path) -> Summary:
+    """The batch's :class:`Summary` from the rows of grades.csv and the students whose worker
+    died (not in the rows: they have no result yet)."""
+    graded = [r for r in rows if not r["error"]]
+    failed = [(r["student"], r["error"]) for r in rows if r["error"] and r["source"]] + died
+    missing = [(r["student"], r["error"]) for r in rows if r["error"] and not r["source"]]
+    scores = [r["autograded_score"] for r in graded]
+    return Summary(
+        graded=len(graded), resumed=resumed, failed=failed, missing=missing,
+        mean_graded=sum(scores) / len(scores) if scores else 0.0,
+        mean_all=sum(scores) / (len(rows) + len(died)) if rows or died else 0.0,
+        max_score=max_score, out=out)
+
+
+def _start_worker(threads: int, environments) -> None:
+    """In each worker: its kernels' thread count and its GPU environment (one of
+    ``environments``, a queue of dicts); Ctrl-C is the main process's to handle (it stops the
+    workers), so that an interrupt prints no worker tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(threads)
+    os.environ.update(environments.get())
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (their sandboxes die with them)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.terminate()
 
 
 def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
                work: Path, sandbox: bool = True) -> dict:
-    """In a worker: grade one notebook; return {"report": ...} or {"error": one line}."""
+    """In a worker: grade one notebook; return {"report": ...} or {"error": one line}, with
+    "seconds", the wall time this took."""
+    start = time.monotonic()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         report = grade_notebook(course, path, assignment, timeout, artifacts=work,
                                 sandbox=sandbox)
+        outcome = {"report": asdict(report), "work": str(work)}
     except (CourseError, NotebookError) as exc:
-        return {"error": str(exc)}
+        outcome = {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - whatever it is, this student gets a reason
-        return {"error": f"could not be graded ({type(exc).__name__}: {exc})"[:300]}
-    return {"report": asdict(report), "work": str(work)}
+        outcome = {"error": f"could not be graded ({type(exc).__name__}: {exc})"[:300]}
+    return outcome | {"seconds": round(time.monotonic() - start, 1)}
 
 
 def _record(course: Course, assignment: str, submission: Submission, digest: str,
             outcome: dict, out: Path, max_score: float) -> None:
-    """Import one graded student into the gradebook, then write their feedback and result."""
-    result = {"student": submission.student, "source": submission.source, "sha256": digest}
+    """Import one student into the gradebook (their graded notebook, if any), then write their
+    feedback and result."""
+    result = {"student": submission.student, "name": submission.name,
+              "late": submission.late, "source": submission.source, "sha256": digest,
+              "also_uploaded": [asdict(other) for other in submission.also_uploaded],
+              "seconds": outcome.get("seconds")}
+    add_student(course, submission.student, submission.name)
     if "error" in outcome:
         result |= {"graded": False, "error": outcome["error"], "assignment": assignment,
                    "score": 0.0, "max_score": max_score, "tests": []}
@@ -170,6 +277,16 @@ def _record(course: Course, assignment: str, submission: Submission, digest: str
     partial = results / f"{submission.student}.json.partial"
     partial.write_text(json.dumps(result, indent=1))
     partial.replace(results / f"{submission.student}.json")  # atomic: all or nothing
+
+
+def add_student(course: Course, student: str, name: str = "") -> None:
+    """Put ``student`` in the course's gradebook; ``name`` (``Ann Lee``: first names, then the
+    last word as the last name) when given."""
+    first, _, last = name.rpartition(" ")
+    names = {k: v for k, v in (("first_name", first), ("last_name", last)) if v}
+    with warnings.catch_warnings(), course.gradebook() as gradebook:
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own, harmless
+        gradebook.update_or_create_student(student, **names)
 
 
 def import_into_gradebook(course: Course, assignment: str, student: str, submitted: Path,
@@ -191,19 +308,16 @@ def import_into_gradebook(course: Course, assignment: str, student: str, submitt
 
 
 def _ensure_in_gradebook(course: Course, assignment: str) -> None:
-    """A fresh clone has no gradebook: generate the assignment (course/ comes out the same)."""
+    """A fresh clone has no gradebook: record the assignment in it, generated in a scratch
+    folder so that ``course/`` is never written by grading."""
     with course.gradebook() as gradebook:
         try:
             gradebook.find_assignment(assignment)
             return
         except MissingEntry:
             pass
-    course.generate(assignment)
-
-
-def _max_score(course: Course, assignment: str) -> float:
-    nb = read_notebook(course.source_notebook(assignment))
-    return sum(points(c) for c in nb.cells if is_test_cell(c))
+    with tempfile.TemporaryDirectory(prefix="gradschool-record-") as tmp:
+        course.scratch(Path(tmp), db_url=course.db_url).generate(assignment)
 
 
 def _sha256(path: Path) -> str:
@@ -219,19 +333,31 @@ def _read_result(out: Path, student: str) -> dict:
 
 
 def write_grades_csv(course: Course, assignment: str, out: Path) -> list[dict]:
-    """Write ``out/grades.csv`` from every result in ``out/results``; return its rows."""
+    """Write ``out/grades.csv`` from every result in ``out/results``; return its rows.
+
+    Columns: student, name, late (yes/no), autograded_score and autograded_max (the test
+    cells: what ``grade-all`` grades), manual_max (the written answers' points, graded by a
+    person in the formgrader, not included here), one column per graded cell (written answers
+    empty), source (the notebook graded), also_uploaded, error.
+    """
     source = read_notebook(course.source_notebook(assignment))
     columns = test_cell_ids(source) + manual_cell_ids(source)
+    manual_max = sum(points(c) for c in source.cells if is_manual_cell(c))
     rows = []
     for path in sorted((out / "results").glob("*.json")):
         result = json.loads(path.read_text())
-        points = {t["id"]: t["score"] for t in result["tests"] if t["status"] != Status.MANUAL}
-        rows.append({"student": result["student"], "score": result["score"],
-                     "max_score": result["max_score"],
-                     **{c: points.get(c, "") for c in columns},
+        scores = {t["id"]: t["score"] for t in result["tests"] if t["status"] != Status.MANUAL}
+        also = "; ".join(f"{o['file']} ({o['reason']})" for o in result.get("also_uploaded", []))
+        rows.append({"student": result["student"], "name": result.get("name", ""),
+                     "late": "yes" if result.get("late") else "no",
+                     "autograded_score": result["score"], "autograded_max": result["max_score"],
+                     "manual_max": manual_max, **{c: scores.get(c, "") for c in columns},
+                     "source": result["source"], "also_uploaded": also,
                      "error": result.get("error", "")})
+    header = ["student", "name", "late", "autograded_score", "autograded_max", "manual_max",
+              *columns, "source", "also_uploaded", "error"]
     with open(out / "grades.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, ["student", "score", "max_score", *columns, "error"])
+        writer = csv.DictWriter(file, header)
         writer.writeheader()
         writer.writerows(rows)
     return rows

@@ -213,11 +213,12 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
             return Outcome(Status.GRADER_ERROR,
                            f"no hidden checks for {grade_id}: tell the instructor")
         forbidden = tuple(sorted(hidden.forbidden_names.get(grade_id, set())))
-        finding = student.delegation(graded, forbidden)
+        stand_ins = dict(hidden.stand_ins.get(grade_id, {}))
+        finding = student.delegation(graded, forbidden, replaced=stand_ins)
         if finding:
             return Outcome(Status.FAILED, finding.message())
         kernel.cuda_healthy(before=grade_id)
-        kernel.guard = Guard(graded, forbidden, dict(hidden.stand_ins.get(grade_id, {})))
+        kernel.guard = Guard(graded, forbidden, stand_ins)
         try:
             return self._run_checks(grade_id, kernel, hidden)
         finally:

@@ -7,7 +7,9 @@ namespaces:
 - the file system is a fresh, empty root holding read-only binds of the system (``/usr``,
   ``/etc``, ``/sys``, ``/bin``, ``/lib*``), of the Python environment (its prefixes and the
   folders ``.pth`` files add to ``sys.path``, e.g. an editable install's ``src/``), ``/dev`` with
-  the NVIDIA device files when they exist, and a private ``/proc``. Nothing else: no repository
+  the GPU device files when they exist (``/dev/nvidia*``, ``/dev/dri``, WSL2's ``/dev/dxg``,
+  ROCm's ``/dev/kfd``; CUDA's MPS pipe folder too when it exists), and a private ``/proc``.
+  Nothing else: no repository
   root, ``autograder/``, ``solutions/``, gradebook, other submissions or home folder;
 - the only writable places are tmpfs of bounded size, gone when the kernel ends: ``/tmp``
   (``HOME`` too), which holds the kernel's working folder, a private copy of the submission's
@@ -20,8 +22,9 @@ namespaces:
   do not elevate), under a limit of ``max_processes`` processes and threads (``RLIMIT_NPROC``,
   counted in the sandbox's own user namespace). As root, bwrap runs privileged (so it can bind a
   Python installed under /root, mode 700) and the launcher inside drops to ``uid`` (default
-  ``nobody``), for which the kernel enforces that limit (it never does for root); otherwise bwrap
-  runs in a user namespace and the kernel as the grader's uid there;
+  ``nobody``), keeping only the groups that own GPU device files it could not open otherwise
+  (``video``, ``render``), for which the kernel enforces that limit (it never does for root);
+  otherwise bwrap runs in a user namespace and the kernel as the grader's uid there;
 - ``--die-with-parent``: when the grader dies, so do bwrap and everything in the sandbox, and
   since the kernel is the PID namespace's only child, nothing it started survives it.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import glob
 import os
+import resource
 import secrets
 import shutil
 import site
@@ -55,7 +59,10 @@ INPUTS = "/run/gradschool"
 WORKDIR = "/tmp/submission"
 #: Environment variables passed from the grader to the kernel; everything else is cleared.
 PASSED_ENV = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
-              "NVIDIA_VISIBLE_DEVICES", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_HOME")
+              "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "CUDA_MPS_PIPE_DIRECTORY",
+              "CUDA_MPS_LOG_DIRECTORY", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "CUDA_HOME")
+#: CUDA's Multi-Process Service pipe folder when the environment does not name one.
+MPS_PIPES = "/tmp/nvidia-mps"
 #: Seconds the sandbox gets to set itself up before the kernel counts as dead.
 START_LIMIT = 30
 
@@ -63,11 +70,11 @@ START_LIMIT = 30
 #: counts the sandbox's processes only), the private copy of the submission, then the kernel.
 LAUNCHER = """\
 import ctypes, os, resource, shutil, sys
-limit, uid, original, work, exchange = sys.argv[1:6]
+limit, uid, groups, original, work, exchange = sys.argv[1:7]
 if uid != "-":  # bwrap ran as root: become uid, in a user namespace of the sandbox's own
     for folder in ("/tmp", "/dev/shm", exchange):
         os.chown(folder, int(uid), int(uid))
-    os.setgroups([])
+    os.setgroups([int(g) for g in groups.split(",") if g])  # the GPU files' groups only
     os.setgid(int(uid))
     os.setuid(int(uid))
     if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:  # CLONE_NEWUSER
@@ -76,7 +83,7 @@ if uid != "-":  # bwrap ran as root: become uid, in a user namespace of the sand
 resource.setrlimit(resource.RLIMIT_NPROC, (int(limit), int(limit)))
 shutil.copytree(original, work, symlinks=True)
 os.chdir(work)
-os.execv(sys.executable, [sys.executable, *sys.argv[6:]])
+os.execv(sys.executable, [sys.executable, *sys.argv[7:]])
 """
 
 
@@ -140,6 +147,28 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
+def gpu_devices() -> list[str]:
+    """The GPU device files of this machine: NVIDIA's, DRI, WSL2's dxg, ROCm's kfd."""
+    return sorted(glob.glob("/dev/nvidia*")) + sorted(
+        d for d in ("/dev/dri", "/dev/dxg", "/dev/kfd") if os.path.exists(d))
+
+
+def gpu_groups(devices: list[str]) -> list[int]:
+    """The groups that own GPU device files others may not open (mode 0660 and the like): the
+    dropped uid keeps them, or the kernel could not use the GPU."""
+    groups = set()
+    for device in devices:
+        paths = [device] + (glob.glob(f"{device}/*") if os.path.isdir(device) else [])
+        for path in paths:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if info.st_gid != 0 and not info.st_mode & 0o006:
+                groups.add(info.st_gid)
+    return sorted(groups)
+
+
 def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[str]) -> list[str]:
     """The bwrap command line that runs ``inner`` (a Python command: the interpreter, then its
     arguments) in the sandbox; see the module doc. ``inputs`` (a host folder, readable by
@@ -172,8 +201,12 @@ def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[st
     for inside, host in binds.items():
         args += ["--ro-bind", host, inside]
     args += ["--dev", "/dev", "--proc", "/proc"]
-    for device in sorted(glob.glob("/dev/nvidia*")) + sorted(glob.glob("/dev/dri")):
+    devices = gpu_devices()
+    for device in devices:
         args += ["--dev-bind", device, device]
+    pipes = os.environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPES)
+    if devices and os.path.isdir(pipes):  # CUDA's MPS daemon: its clients talk through pipes
+        args += ["--bind", pipes, pipes]
     args += ["--size", str(settings.tmp_size_mb * 2**20), "--tmpfs", "/dev/shm",
              "--size", str(settings.exchange_size_mb * 2**20), "--tmpfs", exchange]
     env = {"HOME": "/tmp", "PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -181,7 +214,8 @@ def bwrap_command(settings: Sandbox, inputs: Path, exchange: str, inner: list[st
     for name, value in env.items():
         args += ["--setenv", name, value]
     uid = str(settings.uid) if _as_root() else "-"
-    return [*args, "--", inner[0], "-c", LAUNCHER, str(settings.max_processes), uid,
+    groups = ",".join(map(str, gpu_groups(devices))) if _as_root() else ""
+    return [*args, "--", inner[0], "-c", LAUNCHER, str(settings.max_processes), uid, groups,
             f"{INPUTS}/submission", WORKDIR, exchange, *inner[1:]]
 
 
@@ -192,24 +226,59 @@ def _give_to(folder: Path, uid: int) -> None:
             os.lchown(name, uid, uid)
 
 
-def check_sandbox(settings: Sandbox) -> None:
-    """Start an empty sandbox; raise SandboxError with bwrap's own message when it cannot."""
+#: Run in the sandbox by check_sandbox when the grader has a GPU: one real CUDA operation.
+CUDA_CHECK = """\
+import torch
+if not torch.cuda.is_available():
+    raise SystemExit("torch.cuda.is_available() is False inside the sandbox")
+torch.ones(2, device="cuda").add_(1).sum().item()
+"""
+
+
+def _run_inside(settings: Sandbox, code: str, memory_limit_mb: int) -> subprocess.CompletedProcess:
+    """Run Python ``code`` in an empty sandbox under the kernel's memory limit."""
+
+    def limit() -> None:
+        if memory_limit_mb:
+            size = memory_limit_mb * 2**20
+            resource.setrlimit(resource.RLIMIT_DATA, (size, size))
+
     with tempfile.TemporaryDirectory(prefix="gradschool-sandbox-check-") as folder:
         (Path(folder) / "submission").mkdir()
         if _as_root():
             _give_to(Path(folder), settings.uid)
         command = bwrap_command(settings, Path(folder), f"/tmp/.check-{secrets.token_hex(4)}",
-                                [sys.executable, "-c", "import ipykernel"])
+                                [sys.executable, "-c", code])
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            return subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                  preexec_fn=limit)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxError(f"bwrap does not start here ({exc}): {INSTALL_HINT}") from None
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no message"]
+    return lines[-1].strip()
+
+
+def check_sandbox(settings: Sandbox, *, cuda: bool = False, memory_limit_mb: int = 4096) -> None:
+    """Start an empty sandbox; raise SandboxError with bwrap's own message when it cannot. With
+    ``cuda`` (the grader sees a GPU), also run one CUDA operation in it under the kernel's memory
+    limit, and raise SandboxError saying why when that fails."""
+    result = _run_inside(settings, "import ipykernel", memory_limit_mb)
     if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no message"]
-        raise SandboxError(f"the grading sandbox does not start here ({lines[-1].strip()}); "
+        raise SandboxError(f"the grading sandbox does not start here ({_last_line(result)}); "
                            "user namespaces may be disabled (sysctl "
                            "kernel.unprivileged_userns_clone=1, or an AppArmor profile for "
                            "bwrap), or grade with --no-sandbox (unsafe)")
+    if cuda:
+        result = _run_inside(settings, CUDA_CHECK, memory_limit_mb)
+        if result.returncode != 0:
+            raise SandboxError(
+                f"this machine has a GPU, but the grading sandbox cannot use it "
+                f"({_last_line(result)}); fix the GPU's device files, driver or memory limit "
+                "(autograder/README.md, The sandbox), or grade on the CPU only with "
+                "CUDA_VISIBLE_DEVICES=")
 
 
 def _children(pid: int) -> list[int]:
