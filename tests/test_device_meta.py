@@ -233,6 +233,8 @@ RECIPES: dict[str, Callable | str] = {
     "Dropout": lambda ns: [(lambda m, x: m(x), (ns["Dropout"](0.3), torch.randn(8, 6)), {})],
     "mc_dropout_predict": lambda ns: [(ns["mc_dropout_predict"], (nn.Sequential(
         nn.Linear(6, 5), ns["Dropout"](0.3), nn.Linear(5, 2)), torch.randn(8, 6), 4), {})],
+    "expected_dropout_loss": lambda ns: [(ns["expected_dropout_loss"], (
+        X, torch.randn(40), torch.randn(4, requires_grad=True), 0.3), {})],
     # 05-batchnorm
     "batchnorm_forward": lambda ns: [(ns["batchnorm_forward"], _bn_args(), {}),
                                      (ns["batchnorm_forward"], _bn_args(), {"training": False})],
