@@ -192,6 +192,20 @@ def _steps(optimizer: type, **options) -> Callable:
     return run
 
 
+def _one_unit_steps(one_unit_sgd: Callable) -> Callable:
+    """Three SGD steps of a one-unit network with ``one_unit_sgd(one, lr, 4)``; its parameters."""
+
+    def run(one, x, y):
+        opt = one_unit_sgd(one, 0.1, 4)
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(one(x), y).backward()
+            opt.step()
+        return list(one.parameters())
+
+    return run
+
+
 def _bn_args() -> tuple:
     g = torch.Generator().manual_seed(2)
     return (torch.randn(16, 5, generator=g), torch.rand(5, generator=g) + 0.5,
@@ -210,6 +224,8 @@ RECIPES: dict[str, Callable | str] = {
     "random_init_": lambda ns: [(ns["random_init_"], (models.mlp([4, 5, 3]), 0.1), {})],
     "count_distinct_units": lambda ns: [(ns["count_distinct_units"], (torch.randn(5, 4),), {})],
     "collapse_to_one_unit": lambda ns: [(ns["collapse_to_one_unit"], (models.mlp([4, 5, 3]),), {})],
+    "one_unit_sgd": lambda ns: [(_one_unit_steps(ns["one_unit_sgd"]), (models.mlp([4, 1, 3]), X, Y),
+                                 {})],
     # 02-initialization
     "compute_fans": NOT_TENSOR, "calculate_gain": NOT_TENSOR, "_kaiming_std": NOT_TENSOR,
     "predict_variances": NOT_TENSOR,

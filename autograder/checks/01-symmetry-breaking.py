@@ -2,7 +2,18 @@
 
 Each check makes its inputs here, asks the student's kernel only to run the student's function on
 them (``kernel.probe``), and compares what comes back with values computed here. Models travel as
-state dicts plus the source of their class (``NESTED``), which both sides run.
+state dicts plus the source of their class (``NESTED``), which both sides run. Every probe calls
+the function of its own exercise only (the one-unit networks of ``one_unit_sgd`` are built here,
+not by the student's ``collapse_to_one_unit``), so one mistake costs one test and no test needs
+stand-ins.
+
+No test declares ``forbid=``: torch implements none of these exercises. What it has are the
+per-tensor tools the exercises are built from, and the hints point to them (``nn.init.constant_``
+and ``nn.init.normal_`` fill one tensor, like ``Tensor.fill_`` and ``Tensor.normal_``; the
+exercise is to reach every ``nn.Linear`` of a module tree). A correct ``collapse_to_one_unit``
+builds ``nn.Linear`` layers, whose constructor calls ``nn.init``, and a correct ``one_unit_sgd``
+returns a ``torch.optim.SGD``: forbidding either would fail correct work. The grader's identity
+check still applies: a graded name must be the student's own function, not torch's under that name.
 """
 
 import math
@@ -166,7 +177,15 @@ def count_cases():
         yield (torch.tensor([[half - e, 0.0, 1.0], [half + e, 0.0, 1.0],
                              [1.0, edge - e, -1.0], [1.0, edge + e, -1.0]], dtype=dt), "plain",
                {"atol": tol}, 2, f"{dt} values straddling rounding boundaries, atol={tol:g}")
+        b = 2.0**-8
+        yield (torch.full((2, 20), 0.75 * b, dtype=dt) * torch.tensor([[0.0], [1.0]], dtype=dt),
+               "plain", {"atol": b}, 1, f"{dt} rows 0.75 atol apart in each of 20 entries "
+               "(max-abs metric: one unit; the Euclidean distance would be 3.4 atol)")
         yield torch.randn(1, 64, dtype=dt), "plain", {}, 1, f"a single {dt} row"
+        if dt == torch.float64:
+            yield (torch.tensor([[0.1, 3.0], [0.1, 3.0 + 3e-12]], dtype=dt), "plain",
+                   {"atol": 1e-12}, 2, "float64 rows 3e-12 apart, atol=1e-12 (float32 would "
+                   "round them together)")
         yield torch.zeros(0, 7, dtype=dt), "plain", {}, 0, f"a {dt} weight with no rows"
         tol = 1e-6 if dt == torch.float64 else 1e-4
         w = grouped_rows(17, 300, 20, tol, dt, seed=2024)
@@ -196,7 +215,7 @@ def count_distinct_units_counts_groups(kernel):
             assert_equal(got["weight"].cpu(), seen, name=f"the weight after the call ({what})")
 
 
-# -- Exercise 3: random_init_ ------------------------------------------------------------------
+# -- Exercise 5: random_init_ ------------------------------------------------------------------
 TAIL = math.erfc(2 / math.sqrt(2))  # P(|w| > 2 std) for a normal
 
 
@@ -284,6 +303,9 @@ result = {
     "requires_grad": [p.requires_grad for p in one.parameters()],
     "logits": one(x.to(device=device, dtype=getattr(torch, dtype))).detach(),
     "model_after": model.state_dict(),
+    "shared": [name for name, p in one.named_parameters()
+               if p.untyped_storage().data_ptr() in
+               {q.untyped_storage().data_ptr() for q in model.parameters()}],
 }
 """
 
@@ -332,7 +354,8 @@ def collapse_to_one_unit_computes_the_same_logits(kernel):
                                dtype=str(dtype).removeprefix("torch."), x=x[:, :d])
             assert_equal(type(got).__name__, "dict", name=f"the probe's result for {what}")
             assert_equal(sorted(got), sorted(["new", "layers", "activation", "state",
-                                              "requires_grad", "logits", "model_after"]),
+                                              "requires_grad", "logits", "model_after",
+                                              "shared"]),
                          name=f"the probe's result fields for {what}")
             assert_equal(got["new"], True, name=f"{what} returns a new network (not the model)")
             assert_equal(got["layers"], ["Linear", type(activation).__name__, "Linear"],
@@ -352,6 +375,8 @@ def collapse_to_one_unit_computes_the_same_logits(kernel):
             for key, value in state.items():
                 assert_equal(got["model_after"][key].cpu(), value,
                              name=f"'{key}' of the model after {what} (it must not change)")
+            assert_equal(got["shared"], [], name=f"parameters returned by {what} that share "
+                         "memory with the model (training them would change the model)")
             expected = wide_logits(state, activation, x[:, :d])
             tol = (1e-10 if dtype == torch.float64 else 1e-4) * expected.abs().max().item()
             from_state = wide_logits({key: v.cpu() for key, v in got["state"].items()},
@@ -361,3 +386,87 @@ def collapse_to_one_unit_computes_the_same_logits(kernel):
                               "by the grader (float64)")
             assert_close(got["logits"].cpu().double(), expected, rtol=0.0, atol=tol,
                          name=f"logits of the network returned by {what} (its own forward)")
+
+
+# -- Exercise 4: one_unit_sgd ------------------------------------------------------------------
+TRAIN_ONE = """
+activation = eval(activation_source, {"torch": torch})
+kind = getattr(torch, dtype)
+one = torch.nn.Sequential(torch.nn.Linear(d, 1, bias=bias), activation,
+                          torch.nn.Linear(1, k, bias=bias)).to(device=device, dtype=kind)
+one.load_state_dict(state)
+opt = one_unit_sgd(one, lr, hidden)
+optimizer = type(opt).__name__
+for x, y in batches:
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(one(x.to(device=device, dtype=kind)), y.to(device)).backward()
+    opt.step()
+result = {"optimizer": optimizer, "state": one.state_dict()}
+"""
+
+# (d, h, k, activation, bias, lr, dtype, seed): sizes the notebook never uses
+ONE_UNIT_SGD_CASES = [
+    (9, 23, 4, "Tanh", True, 0.3, torch.float64, 11),
+    (5, 40, 7, "LeakyReLU", True, 0.1, torch.float64, 12),
+    (12, 3, 2, "Sigmoid", False, 0.5, torch.float64, 13),
+    (7, 1, 3, "GELU", True, 0.2, torch.float64, 14),
+    (6, 17, 5, "ReLU", True, 0.05, torch.float32, 15),
+]
+
+
+def collapsed(state: dict, bias: bool) -> dict:
+    """The one-unit state of a tied ``state`` (float64, computed here)."""
+    one = {"0.weight": state["0.weight"][:1], "2.weight": state["2.weight"].sum(1, keepdim=True)}
+    if bias:
+        one.update({"0.bias": state["0.bias"][:1], "2.bias": state["2.bias"]})
+    return one
+
+
+def train_wide(state: dict, activation: nn.Module, batches: list, lr: float) -> dict:
+    """``state`` of a tied Linear -> activation -> Linear after plain SGD(lr) on ``batches``.
+
+    The step is written out (p -= lr * grad, what torch.optim.SGD does without momentum or
+    weight decay): constructing a torch optimizer in the grader imports torch._dynamo, seconds
+    per grading process for a one-line update."""
+    (h, d), k = state["0.weight"].shape, state["2.weight"].shape[0]
+    bias = "0.bias" in state
+    wide = nn.Sequential(nn.Linear(d, h, bias=bias), activation, nn.Linear(h, k, bias=bias))
+    wide = wide.double()
+    wide.load_state_dict(state)
+    for x, y in batches:
+        wide.zero_grad()
+        nn.functional.cross_entropy(wide(x), y).backward()
+        with torch.no_grad():
+            for p in wide.parameters():
+                p -= lr * p.grad
+    return {key: value.detach() for key, value in wide.state_dict().items()}
+
+
+@checks.test("one-unit-sgd-tests")
+def one_unit_sgd_follows_the_tied_network(kernel):
+    g = torch.Generator().manual_seed(77)
+    for device in kernel.devices:
+        for d, h, k, act, bias, lr, dtype, seed in ONE_UNIT_SGD_CASES:
+            state = tied_state(d, h, k, bias, seed)
+            batches = [(2 * torch.randn(16, d, generator=g, dtype=torch.float64),
+                        torch.randint(k, (16,), generator=g)) for _ in range(8)]
+            activation = eval(ACTIVATIONS[act], {"torch": torch})
+            what = (f"one_unit_sgd(one, lr={lr}, hidden={h}) for a tied {str(dtype)[6:]} MLP "
+                    f"{d}-{h}-{k} ({ACTIVATIONS[act]}, bias={bias}) on {device}")
+            got = kernel.probe(TRAIN_ONE, state={key: v.to(dtype) for key, v in
+                                                 collapsed(state, bias).items()},
+                               d=d, k=k, bias=bias, lr=lr, hidden=h, device=device,
+                               activation_source=ACTIVATIONS[act],
+                               dtype=str(dtype).removeprefix("torch."), batches=batches)
+            assert_equal(type(got).__name__, "dict", name=f"the probe's result for {what}")
+            assert_equal(got.get("optimizer"), "SGD", name=f"the optimizer returned by {what}")
+            keys = ["0.weight", "2.weight"] + (["0.bias", "2.bias"] if bias else [])
+            assert_equal(sorted(got["state"]), sorted(keys), name=f"state dict keys after {what}")
+            wide = train_wide(state, activation, batches, lr)
+            x = 2 * torch.randn(64, d, generator=g, dtype=torch.float64)
+            expected = wide_logits(wide, activation, x)
+            trained = {key: v.cpu().double() for key, v in got["state"].items()}
+            tol = (1e-9 if dtype == torch.float64 else 1e-4) * expected.abs().max().item()
+            assert_close(wide_logits(trained, activation, x), expected, rtol=0.0, atol=tol,
+                         name=f"logits of the one-unit network after 8 steps of {what}, against "
+                              f"the tied network after 8 steps of SGD(lr={lr}) (float64, here)")
