@@ -18,7 +18,7 @@ from conftest import ROOT
 from submissions import (
     SETUP,
     fill_in,
-    grade_json,
+    grade_here,
     grade_released_stub,
     hidden_verdict,
     locked_sources,
@@ -300,7 +300,7 @@ def _with_cells(code: dict[str, str], *extra: str):
 def test_reference_with_scratch_work_gets_full_marks(tmp_path):
     path = tmp_path / "anything-at-all.ipynb"
     nbformat.write(_with_cells(REFERENCE, SCRATCH), path)
-    report = grade_json(path)
+    report = grade_here(path, runs_clean=True)
     assert report["assignment"] == ASSIGNMENT  # inferred from the cells, not the file name
     assert report["max_score"] == 16 and report["score"] == report["max_score"], report
     statuses = {t["id"]: t["status"] for t in report["tests"]}
@@ -320,7 +320,7 @@ def test_two_mistakes_in_two_exercises_cost_exactly_those_two_tests(tmp_path):
             COLLAPSE: MISTAKES[COLLAPSE]["a view of the model's weight (shares memory)"]}
     path = tmp_path / "submission.ipynb"
     nbformat.write(_with_cells(code), path)
-    report = grade_json(path, "--assignment", ASSIGNMENT)
+    report = grade_here(path, ASSIGNMENT, runs_clean=False)
     lost = {t["id"] for t in report["tests"] if t["status"] not in ("passed", "manual")}
     assert lost == {TEST_OF[COUNT], TEST_OF[COLLAPSE]}, report
     messages = {t["id"]: t["message"] for t in report["tests"]}
