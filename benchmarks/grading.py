@@ -1,8 +1,9 @@
 """Grading speed, measured: one notebook with and without the sandbox, a hanging submission,
-and a batch with 1 and with 2 workers.
+a batch with 1 and with 2 workers, and the same batch through a local Dask cluster.
 
     .venv/bin/python benchmarks/grading.py [--assignment ID] [--notebooks 8] [--repeat 3]
-                                           [--no-hang] [--no-batch]
+                                           [--no-hang] [--no-batch] [--cluster]
+    .venv/bin/python benchmarks/grading.py --cluster-only [--assignment ID] [--notebooks 8]
 
 Prints, for the assignment's reference notebook (solutions/<id>/<id>.ipynb):
 - plain execution: nbclient running it top to bottom, what any notebook costs to run;
@@ -11,7 +12,10 @@ Prints, for the assignment's reference notebook (solutions/<id>/<id>.ipynb):
   sandbox and with --no-sandbox, and the sandbox's overhead;
 - a hanging submission: the reference with its first graded function replaced by one that never
   returns, graded once under the time budgets, against the correct one;
-- `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up.
+- `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up;
+- with --cluster (needs the cluster extra): the same batch with the process pool and through a
+  local Dask cluster (`--scheduler local:N`, cluster start-up included), N = 1 and 2, run
+  alternately, and the cluster's overhead over the pool; --cluster-only prints this alone.
 Nothing in the repository is touched: the batches use a scratch course in a temporary folder.
 Run it on an otherwise idle machine; the figures are for the machine it runs on.
 """
@@ -49,10 +53,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-batch", action="store_true", help="skip the grade-all figures")
     parser.add_argument("--no-hang", action="store_true", help="skip the hanging submission")
+    parser.add_argument("--cluster", action="store_true", help="also the batch through a local "
+                        "Dask cluster against the process pool")
+    parser.add_argument("--cluster-only", action="store_true", help="only that")
     args = parser.parse_args()
     course = Course.at(Path(__file__).parent)
     notebook = course.source_notebook(args.assignment)
-    print(f"{args.assignment} on {os.cpu_count()} CPU cores")
+    print(f"{args.assignment} on {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}")
+    if args.cluster_only:
+        _cluster(course, notebook, args.assignment, args.notebooks)
+        return
 
     def execute():
         nb = nbformat.read(notebook, as_version=4)
@@ -91,6 +101,31 @@ def main() -> None:
             print(f"grade-all, {args.notebooks} notebooks, {workers} worker{'s' * (workers > 1)}"
                   f"  {seconds[workers]:6.1f} s  ({per_minute:.1f} notebooks/min)")
         print(f"speed-up with 2 workers            {seconds[1] / seconds[2]:6.2f}x")
+    if args.cluster:
+        _cluster(course, notebook, args.assignment, args.notebooks)
+
+
+def _cluster(course: Course, notebook: Path, assignment: str, notebooks: int) -> None:
+    """The batch of ``notebooks`` copies of ``notebook`` with the process pool and through a
+    local Dask cluster, 1 and 2 workers, alternately (a change of load hits both alike)."""
+    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
+        folder = Path(tmp) / "submissions"
+        folder.mkdir()
+        for i in range(notebooks):
+            shutil.copy(notebook, folder / f"student{i:03d}.ipynb")
+        for workers in (1, 2):
+            seconds = {}
+            for engine, options in (("pool", {"workers": workers}),
+                                    ("dask", {"scheduler": f"local:{workers}"})):
+                name = f"{engine}-{workers}"
+                seconds[engine] = _timed(partial(
+                    grade_all, course.scratch(Path(tmp) / f"course-{name}"), folder, assignment,
+                    Path(tmp) / f"out-{name}", log=lambda line: None, **options))
+                print(f"grade-all, {notebooks} notebooks, {workers} worker(s), {engine:<4}"
+                      f"  {seconds[engine]:6.1f} s  ({60 * notebooks / seconds[engine]:.1f} "
+                      "notebooks/min)")
+            print(f"Dask's overhead over the pool, {workers} worker(s)  "
+                  f"{100 * (seconds['dask'] / seconds['pool'] - 1):+5.1f}%")
 
 
 def _hanging(course: Course, notebook: Path, assignment: str, correct: float) -> None:

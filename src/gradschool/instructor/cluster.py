@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -201,13 +202,16 @@ def grade_on_cluster(course: Course, assignment: str, jobs: list, *, timeout: in
 
 
 def _connect(target: str | int, scheduler: str, stack: ExitStack) -> Client:
-    """A client of the scheduler at ``target``, or of a new LocalCluster of ``target`` workers,
-    both closed with ``stack``."""
+    """A client of the scheduler at ``target``, or of a new LocalCluster of ``target``
+    single-threaded workers (their kernels with this machine's cores shared out, as the local
+    pool's), both closed with ``stack``."""
     try:
         if isinstance(target, int):
+            threads = str(max(1, (os.cpu_count() or 1) // target))
             target = stack.enter_context(LocalCluster(
                 n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR))
+                silence_logs=logging.ERROR,
+                env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}))
         return stack.enter_context(Client(target, timeout="20s"))
     except OSError as exc:
         raise CourseError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
