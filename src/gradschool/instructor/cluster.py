@@ -15,9 +15,10 @@ How a batch runs on the cluster:
    Bundle`: every worker, also one that joins later, unpacks it into its local directory under
    its sha256, so workers need no course checkout.
 3. It checks every worker (:func:`worker_problem`): the same gradschool code as the client (its
-   version and a sha256 of its source files), torch, the bundle, and unless ``--no-sandbox`` a
-   grading sandbox that starts (with CUDA when the worker sees a GPU). Workers that fail are
-   named with why; when none is fit the batch stops with one line.
+   version and a sha256 of its source files), the bundle, and unless ``--no-sandbox`` a
+   grading sandbox that starts (with CUDA when the worker sees a GPU); a worker without
+   gradschool or torch fails to load this module, which names the missing module. Workers that
+   fail are named with why; when none is fit the batch stops with one line.
 4. It submits one task per notebook (:func:`grade_task`, at most :data:`IN_FLIGHT_PER_THREAD`
    per worker thread at a time, so the scheduler never holds a whole MOOC's notebooks). The
    task checks its worker again (a refusal: ``not graded, run again (worker ...: why)``, never
@@ -46,6 +47,7 @@ import functools
 import hashlib
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -119,11 +121,9 @@ def worker_problem(folder: Path, code: str, sandbox: bool) -> str:
         return f"{_code()} here, {code} on the client: install the same gradschool on both"
     if not (folder / "nbgrader_config.py").is_file():
         return f"no copy of the assignment {folder.name[:12]} here (the plugin did not reach it)"
-    try:
-        import torch
-    except ImportError:
-        return "no torch here: install gradschool with its dependencies"
     if sandbox:
+        import torch  # there: grading imports it (without it this module does not load)
+
         from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
 
         try:
@@ -206,15 +206,29 @@ def _connect(target: str | int, scheduler: str, stack: ExitStack) -> Client:
     single-threaded workers (their kernels with this machine's cores shared out, as the local
     pool's), both closed with ``stack``."""
     try:
-        if isinstance(target, int):
-            threads = str(max(1, (os.cpu_count() or 1) // target))
-            target = stack.enter_context(LocalCluster(
-                n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR,
-                env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}))
-        return stack.enter_context(Client(target, timeout="20s"))
+        if isinstance(target, str):
+            return stack.enter_context(Client(target, timeout="20s"))
+        threads = str(max(1, (os.cpu_count() or 1) // target))
+        cluster = stack.enter_context(LocalCluster(
+            n_workers=target, threads_per_worker=1, processes=True,
+            dashboard_address=":0", silence_logs=logging.ERROR,  # any free port: no warning
+            env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}))
+        client = stack.enter_context(Client(cluster))
+        client.register_plugin(IgnoreInterrupts())
+        return client
     except OSError as exc:
         raise CourseError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """In the worker processes of ``local:N`` (in the terminal's process group, so Ctrl-C
+    reaches them too): ignore Ctrl-C, which is the client's to handle (it closes the cluster),
+    so that an interrupt prints no worker tracebacks."""
+
+    name = "gradschool-ignore-interrupts"
+
+    def setup(self, worker) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _start(client: Client, bundle: Bundle, code: str, sandbox: bool,
