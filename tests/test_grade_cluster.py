@@ -98,6 +98,17 @@ def submissions(tmp_path) -> Path:
     return folder
 
 
+def test_scheduler_addresses():
+    from gradschool.instructor.cluster import parse_scheduler
+    from gradschool.instructor.course import CourseError
+
+    assert parse_scheduler("tcp://10.0.0.7:8786") == "tcp://10.0.0.7:8786"
+    assert parse_scheduler("local:4") == 4
+    for wrong in ("local:0", "local:two", "10.0.0.7:8786"):
+        with pytest.raises(CourseError, match="--scheduler takes tcp://HOST:PORT"):
+            parse_scheduler(wrong)
+
+
 def _grade_all(course: Path, submissions: Path, out: str, *args: str):
     return gradschool("grade-all", str(submissions), "--assignment", ASSIGNMENT, "--out",
                       str(course / out), "--timeout", "20", *args, cwd=course)
