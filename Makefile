@@ -16,7 +16,8 @@ BIN    := $(VENV)/bin
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 STAMP  := $(VENV)/.gradschool-installed
 
-.PHONY: lab formgrader test lint release release-check clean sandbox browser report-screenshot
+.PHONY: lab formgrader test lint release release-check clean sandbox browser report-screenshot \
+	gpu-check
 
 # torch alone from TORCH_INDEX, an extra index (PyPI and local mirrors stay usable: on Linux
 # `torch==2.13.0` then picks 2.13.0+cpu); its dependencies come with the course's, in the next step.
@@ -71,6 +72,14 @@ test: $(STAMP) sandbox browser  ## the whole test suite (CI runs this)
 	$(BIN)/ruff check .
 	$(RUN) $(BIN)/gradschool release --check
 	$(RUN) $(BIN)/python -m pytest -n $(WORKERS) --dist loadscope --nbval-lax tests solutions
+	$(RUN) $(BIN)/gradschool gpu-check || [ $$? -eq 3 ]  # 3: no CUDA here, skipped
+
+# On a machine with a CUDA GPU: run, grade and time the whole course there and write a report to
+# benchmarks/results/ (autograder/README.md, "Checking the course on a GPU"). Exit status 3, with
+# one line, where there is no CUDA. GPU_CHECK_ARGS: e.g. --quick, --only 03-optimizers, --out DIR.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP) sandbox
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/gradschool gpu-check $(GPU_CHECK_ARGS)
 
 # The instructor guide's picture of the class report; tests/test_report.py fails when it is stale.
 report-screenshot: $(STAMP) browser  ## remake autograder/report-screenshot.png

@@ -1,21 +1,26 @@
 """Adam's step on a model with many small tensors: a Python loop, _foreach ops, torch's modes.
 
     .venv/bin/python benchmarks/optimizers.py [--tensors 1000] [--size 64] [--steps 50]
+                                              [--json PATH]
 
 Times one optimizer step (median of --steps, after warm-up) over --tensors float32 parameters of
 --size numbers each, on the CPU and on CUDA when there is a GPU, for:
 - the reference solution's `Adam` of 03-optimizers (a Python loop over the tensors);
 - the same Adam with its update done by the solution's `adam_foreach_step_` (torch._foreach_*);
-- torch.optim.Adam with foreach=False, foreach=True and, on CUDA, fused=True.
-It first checks, in float64, that the foreach step gives the loop's parameters. The classes come
-from solutions/03-optimizers/03-optimizers.ipynb (its solution cells, run here), so the figures
-are those of the code the notebook teaches. Figures depend on the machine: run it on an otherwise
-idle one. Nothing asserts a timing.
+- torch.optim.Adam with foreach=False, foreach=True and fused=True (on the CPU too, torch >= 2.4).
+It first checks, in float64, that the foreach step gives the loop's parameters (to 1e-12: the
+same arithmetic in another order differs by rounding only), and stops with an error if not. The
+classes come from solutions/03-optimizers/03-optimizers.ipynb (its solution cells, run here), so
+the figures are those of the code the notebook teaches. Figures depend on the machine: run it on
+an otherwise idle one. Nothing asserts a timing. With --json PATH it also writes the figures there
+(what `gradschool gpu-check` records): {"torch", "tensors", "size", "steps", "cpu_threads",
+"foreach_vs_loop_max_diff", "devices": {device: {"name", "ms_per_step": {contender: ms}}}}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -91,6 +96,7 @@ def main() -> None:
     parser.add_argument("--tensors", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     ns = solution_namespace()
     adam = ns["Adam"]
@@ -105,7 +111,13 @@ def main() -> None:
         opt_b.step()
     worst = max((p - q).abs().max().item() for p, q in zip(a, b, strict=True))
     print(f"foreach step vs loop, float64, 20 steps: max |difference| = {worst:.3g}")
+    if not worst <= 1e-12:
+        raise SystemExit(f"the foreach step is not the loop's update (max |difference| {worst:.3g}"
+                         " > 1e-12): fix the solution's adam_foreach_step_")
 
+    figures = {"torch": torch.__version__, "tensors": args.tensors, "size": args.size,
+               "steps": args.steps, "cpu_threads": torch.get_num_threads(),
+               "foreach_vs_loop_max_diff": worst, "devices": {}}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}; {args.tensors} float32 tensors of {args.size} numbers; "
           f"median of {args.steps} steps; CPU threads {torch.get_num_threads()}")
@@ -116,16 +128,19 @@ def main() -> None:
             "solution adam_foreach_step_": lambda p: foreach_adam(p, **kw),
             "torch Adam foreach=False": lambda p: torch.optim.Adam(p, **kw, foreach=False),
             "torch Adam foreach=True": lambda p: torch.optim.Adam(p, **kw, foreach=True),
+            "torch Adam fused=True": lambda p: torch.optim.Adam(p, **kw, fused=True),
         }
-        if device == "cuda":
-            contenders["torch Adam fused=True"] = lambda p: torch.optim.Adam(p, **kw, fused=True)
         times = {label: time_step(make, args.tensors, args.size, args.steps, device)
                  for label, make in contenders.items()}
+        figures["devices"][device] = {
+            "name": name, "ms_per_step": {k: round(1e3 * v, 4) for k, v in times.items()}}
         base = times["solution Adam (Python loop)"]
         print(f"\n{device} ({name}):")
         for label, seconds in times.items():
             print(f"  {label:<30} {1e3 * seconds:9.3f} ms/step   {base / seconds:6.1f}x "
                   "faster than the loop")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import linecache
+import os
 import re
 import sys
 import tempfile
@@ -36,6 +37,10 @@ from gradschool.cells import grade_id, is_solution_cell
 from gradschool.delegation import StudentCode, graded_names
 
 DEFINITION = re.compile(r"^(?:def|class) (\w+)\b", flags=re.M)
+#: Set by ``gradschool gpu-check`` to "cpu,cuda": then every grading below must have run its
+#: hidden checks on exactly these devices (on a GPU, a grade that silently fell back to the CPU
+#: proves nothing about CUDA).
+EXPECT_DEVICES = "GRADSCHOOL_EXPECT_DEVICES"
 
 
 def solution_notebook(assignment: str) -> Path:
@@ -80,11 +85,23 @@ def make_submission(tmp_path: Path, assignment: str, code: dict[str, str],
     return path
 
 
+def assert_expected_devices(devices: list[str], notes: list[str]) -> None:
+    """When :data:`EXPECT_DEVICES` is set, the hidden checks ran on exactly those devices."""
+    expected = os.environ.get(EXPECT_DEVICES)
+    if expected:
+        assert devices == expected.split(","), (
+            f"the hidden checks ran on {devices}, not on {expected.split(',')}: "
+            f"{'; '.join(notes) or 'no note'}")
+
+
 def grade_json(path: Path, *args: str) -> dict:
-    """``gradschool grade PATH --json ARGS``: exit 0 and exactly one JSON object on stdout."""
+    """``gradschool grade PATH --json ARGS``: exit 0 and exactly one JSON object on stdout
+    (with :func:`assert_expected_devices`)."""
     result = gradschool("grade", str(path), "--json", *args)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    assert_expected_devices(report["devices"], report["notes"])
+    return report
 
 
 def grade_released_stub(assignment: str) -> str:
@@ -93,6 +110,10 @@ def grade_released_stub(assignment: str) -> str:
     result = gradschool("grade", str(release_notebook(assignment)))
     assert result.returncode == 0, result.stderr
     assert re.search(rf"^{assignment}: 0 / \d+ points$", result.stdout, flags=re.M), result.stdout
+    devices = re.search(r"^hidden checks ran on: (.*)$", result.stdout, flags=re.M)
+    assert devices, result.stdout
+    assert_expected_devices(devices[1].split(", "),
+                            re.findall(r"^note: (.*)$", result.stdout, flags=re.M))
     return result.stdout
 
 
@@ -187,11 +208,13 @@ def hidden_verdict(assignment: str, test_id: str, cells: list[str],
     checks = checks_of(assignment)
     graded = graded_of(assignment, test_id)
     forbidden = tuple(sorted(checks.forbidden_names.get(test_id, set())))
-    finding = StudentCode(enumerate(cells), context=context).delegation(graded, forbidden)
+    stand_ins = dict(checks.stand_ins.get(test_id, {}))
+    finding = StudentCode(enumerate(cells), context=context).delegation(graded, forbidden,
+                                                                         replaced=stand_ins)
     if finding:
         return finding.message()
     kernel = InProcessKernel(*cells, context=context)
-    kernel.guard = Guard(graded, forbidden, dict(checks.stand_ins.get(test_id, {})))
+    kernel.guard = Guard(graded, forbidden, stand_ins)
     for check in checks.functions[test_id]:
         try:
             check(kernel)

@@ -472,3 +472,11 @@ def test_replaced_swaps_the_names_a_function_uses_and_puts_them_back():
     with pytest.raises(ZeroDivisionError), replaced(under_test, helper=lambda x: 1 / 0):
         under_test(1)
     assert under_test(5) == 12
+
+
+def test_a_ratio_close_to_one_is_not_called_a_constant_factor():
+    """1.00002 times the expected values is an accuracy problem, not 'a constant factor 1'."""
+    expected = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    with pytest.raises(AssertionError) as error:
+        assert_close(expected * 1.00002, expected, rtol=1e-9, atol=0, name="w")
+    assert "constant factor" not in str(error.value)

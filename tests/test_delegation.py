@@ -123,6 +123,16 @@ def test_delegation_is_named_with_its_line(cells, graded, forbidden, what):
     assert "line " in message and "`" in message
 
 
+def test_names_a_test_replaces_with_stand_ins_are_not_its_code():
+    """xavier_ uses the student's fans(), which the test replaces by a stand-in: a fans() that
+    delegates costs the fans test, not this one."""
+    cells = ["def fans(t):\n    return torch.nn.init._calculate_fan_in_and_fan_out(t)\n",
+             "def xavier_(t):\n    a, b = fans(t)\n    return t.uniform_(-1, 1)\n"]
+    assert verdict(cells, ["xavier_"], INIT).startswith("uses torch.nn.init")
+    finding = StudentCode(enumerate(cells), [SETUP]).delegation(["xavier_"], INIT, ["fans"])
+    assert finding is None
+
+
 def test_nothing_forbidden_means_nothing_checked():
     assert verdict(["def bn(x):\n    return eval('F.batch_norm')(x)\n"], ["bn"], ()) == ""
 

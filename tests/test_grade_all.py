@@ -236,8 +236,9 @@ def test_every_student_of_a_class_zip_is_accounted_for_and_course_is_not_written
     assert ann["source"].endswith("/kinds.ipynb") and ann["graded"] is True
     assert _results(course)["2"] | {"also_uploaded": []} == {
         "student": "2", "name": "Bo Ek", "late": False, "source": "", "sha256": "",
-        "also_uploaded": [], "graded": False, "assignment": ASSIGNMENT, "score": 0.0,
-        "max_score": 12.0, "tests": [], "error": "no .ipynb in the upload (found: kinds.pdf)"}
+        "also_uploaded": [], "seconds": None, "graded": False, "assignment": ASSIGNMENT,
+        "score": 0.0, "max_score": 12.0, "tests": [],
+        "error": "no .ipynb in the upload (found: kinds.pdf)"}
     assert "graded 1 (0 from an earlier run), failed to grade 1, without a notebook 2\n" \
         "mean 12.00 / 12 over the 1 graded (3.00 counting the 3 not graded as 0)" in result.stdout
     assert "  2: no .ipynb in the upload (found: kinds.pdf)" in result.stdout

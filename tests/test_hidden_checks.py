@@ -23,7 +23,9 @@ def test_a_test_declares_its_forbidden_entries_and_stand_ins():
         pass
 
     assert checks.functions == {"a-tests": [one, two], "b-tests": [three]}
-    assert checks.declarations() == {"a-tests": ["torch.optim.Adam", "torch.optim.adam"]}
+    assert checks.declarations() == {"a-tests": {"forbid": ["torch.optim.Adam",
+                                                            "torch.optim.adam"],
+                                                 "stand_ins": ["f"]}}
     assert checks.stand_ins == {"a-tests": {"f": "def f(): pass"}, "b-tests": {}}
 
 

@@ -4,6 +4,7 @@ running, output cut, memory limit, probes that only bring back plain data."""
 from __future__ import annotations
 
 import os
+import time
 
 import nbformat
 import pytest
@@ -35,6 +36,24 @@ def test_a_sigint_proof_loop_is_killed_and_no_kernel_survives(tmp_path):
     assert outcomes == ["ok", "timeout", "ok"]
     assert nb.cells[2].outputs[0]["data"]["text/plain"] == "42"  # state was replayed
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
+
+
+def test_after_a_timeout_every_cell_and_probe_keeps_its_outputs(tmp_path):
+    """nbclient leaves the timed-out cell's IOPub reader running; left alone, it took the
+    messages of later cells: their outputs (a failing test's error too) were lost, or they
+    waited 4 s for an idle status it had taken."""
+    nb = _notebook("while True:\n    pass", *(f"print({i})" for i in range(4)), "1 / 0")
+    with GradingKernel(nb, tmp_path, timeout=60) as kernel:
+        kernel.probe("result = 0")  # torch imported: probes are quick from here on
+        assert kernel.run_cell(0, timeout=2).status == "timeout"
+        start = time.monotonic()
+        outcomes = [kernel.run_cell(i).status for i in range(1, 6)]
+        assert kernel.probe("result = 41 + 1") == 42
+        seconds = time.monotonic() - start
+    assert outcomes == ["ok"] * 4 + ["error"]
+    assert [nb.cells[i].outputs[0]["text"] for i in range(1, 5)] == ["0\n", "1\n", "2\n", "3\n"]
+    assert seconds < 4, seconds  # no cell waited out nbclient's iopub_timeout
+    assert kernel.restarts == 0  # the loop took the interrupt: the same kernel went on
 
 
 def test_output_is_cut_and_memory_is_limited(tmp_path):

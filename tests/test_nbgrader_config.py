@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import BIN, ROOT
 
 from gradschool.instructor.course import Course
 
@@ -57,3 +57,19 @@ def test_course_sees_the_same_paths_and_assignments():
     assert course.source_dir == ROOT / "solutions"
     assert course.release_dir == ROOT / "course"
     assert "01-symmetry-breaking" in course.assignments()
+
+
+def test_a_gradebook_gets_the_schema_version_nbgrader_would_stamp(tmp_path):
+    """gradschool reads it in process; nbgrader asks the `alembic heads` command."""
+    from nbgrader.dbutil import _temp_alembic_ini
+    from sqlalchemy import create_engine, text
+
+    with _temp_alembic_ini(f"sqlite:///{tmp_path / 'unused.db'}") as ini:
+        heads = subprocess.run([str(BIN / "alembic"), "-c", ini, "heads"], capture_output=True,
+                               text=True, check=True).stdout
+    course = Course.at(ROOT).scratch(tmp_path)
+    with course.gradebook():
+        pass
+    with create_engine(course.db_url).connect() as db:
+        stamped = db.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert stamped == heads.split()[0]

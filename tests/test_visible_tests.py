@@ -70,7 +70,8 @@ def test_check_reports_the_delegation_the_grader_will_see(tmp_path):
     nb = nbformat.read(path, as_version=4)
     nb.cells[0].metadata["nbgrader"]["grade_id"] = "square-solution"
     nb.cells.append(nbformat.v4.new_code_cell("print(square(2), math.pow(2, 2))"))
-    nb.metadata["gradschool_delegation"] = {"square-tests": ["math.pow"]}
+    nb.metadata["gradschool_delegation"] = {"square-tests": {"forbid": ["math.pow"],
+                                                             "stand_ins": []}}
     nbformat.write(nb, path)
     result = gradschool("check", str(path), cwd=tmp_path)
     assert result.returncode == 1

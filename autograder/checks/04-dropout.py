@@ -4,8 +4,19 @@ Dropout is random, so nothing here compares with one seed's numbers or with torc
 every check is structural (outputs are 0 or x / (1 - p); the input is untouched; the same
 generator state gives the same mask; torch's global generators are untouched; the gradient uses
 the forward mask) or statistical, with rigorous bounds. Each statistical test runs at a
-false-alarm rate of ALPHA = 1e-11 and there are fewer than 100 of them, so a correct submission
-fails this file by bad luck with probability below 1e-9 (union bound).
+false-alarm rate of ALPHA = 5e-12; there are 55 of them per device (dropout 36, classic_dropout
+10, Dropout 6, mc_dropout_predict 3 union bounds), 110 with CUDA, so a correct submission fails
+this file by bad luck with probability below 1e-9 (union bound). expected_dropout_loss is exact
+and checked against the closed form in float64.
+
+One mistake costs one test: each exercise is graded on its own. Where an exercise may use
+another one, its probes run with a known-good stand-in for it (``stand_ins``), as its visible
+test does with torch's dropout: ``classic_dropout`` and ``Dropout`` may call ``dropout`` (stand-in:
+REFERENCE_DROPOUT), ``mc_dropout_predict`` needs the class ``Dropout`` (stand-in:
+REFERENCE_MODULE; the probe's dropout layer is a subclass of it with a known forward). So
+``Dropout`` is graded independently of ``dropout``: on its own job (checking p, keeping ``p`` and
+``generator``, following ``self.training``, handing them on), whatever the student's ``dropout``
+does.
 
 The kernel only runs the student's code on inputs made here and sends plain data back; every
 comparison happens in the grader's process.
@@ -21,7 +32,7 @@ from gradschool.checks import assert_close, assert_equal, bernoulli_rate_test
 from gradschool.instructor import HiddenChecks, device_of
 
 checks = HiddenChecks()
-ALPHA = 1e-11
+ALPHA = 5e-12
 
 # torch's dropout, however reached (gradschool.delegation: torch's objects, not the student's
 # own `dropout` and `Dropout`), and what it would take to make the global generator behave like
@@ -38,6 +49,30 @@ FORBID = [
     "torch.cuda.set_rng_state", "torch.cuda.set_rng_state_all", "torch.Generator.set_state",
     "graphsafe_set_state",
 ]
+
+# Known-good versions of the exercises other tests may lean on (stand-ins, see the module doc).
+REFERENCE_DROPOUT = """
+def dropout(x, p=0.5, training=True, generator=None):
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return torch.zeros_like(x)
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
+    return x * keep / (1 - p)
+"""
+REFERENCE_MODULE = """
+class Dropout(torch.nn.Module):
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability p must be in [0, 1], got {p}")
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training, self.generator)
+"""
 
 # -- shared probes ------------------------------------------------------------------------------
 RNG_BEFORE = """
@@ -243,7 +278,7 @@ result = {"eval": [classic_dropout(x, p, training=False) for p in ps],
 """
 
 
-@checks.test("classic-dropout-tests", forbid=FORBID)
+@checks.test("classic-dropout-tests", forbid=FORBID, stand_ins={"dropout": REFERENCE_DROPOUT})
 def classic_dropout_masks_without_scaling_and_scales_at_test(kernel):
     for device in kernel.devices:
         for dtype, p in ((torch.float64, 0.25), (torch.float32, 0.65)):
@@ -260,7 +295,7 @@ def classic_dropout_masks_without_scaling_and_scales_at_test(kernel):
         assert_equal(got["x"].cpu(), x, name="x after the calls (never modified)")
 
 
-@checks.test("classic-dropout-tests", forbid=FORBID)
+@checks.test("classic-dropout-tests", forbid=FORBID, stand_ins={"dropout": REFERENCE_DROPOUT})
 def classic_dropout_errors_gradient_and_devices(kernel):
     check_errors(kernel, "classic_dropout")
     check_backward(kernel, "classic_dropout", lambda p: 1.0)
@@ -288,7 +323,10 @@ torch.manual_seed(99)
 torch.rand(7)
 cpu_rng = torch.random.get_rng_state()
 cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-seeded = Dropout(p, generator=torch.Generator(device).manual_seed(4))
+seed_gen = torch.Generator(device).manual_seed(4)
+seeded = Dropout(p, generator=seed_gen)
+info["generator"] = [getattr(layer, "generator", "absent") is None,
+                     getattr(seeded, "generator", None) is seed_gen]
 ya, yb = seeded(x), seeded(x)
 yc = Dropout(p, generator=torch.Generator(device).manual_seed(4))(x)
 """ + RNG_AFTER + """
@@ -306,7 +344,7 @@ result = {"info": info, "train1": train1, "train2": train2, "evaluated": evaluat
 """
 
 
-@checks.test("dropout-module-tests", forbid=FORBID)
+@checks.test("dropout-module-tests", forbid=FORBID, stand_ins={"dropout": REFERENCE_DROPOUT})
 def dropout_module_follows_training_flag_p_and_generator(kernel):
     p, p2 = 0.3, 0.75
     x = nonzero_input((200, 300), torch.float32, seed=21)
@@ -319,6 +357,9 @@ def dropout_module_follows_training_flag_p_and_generator(kernel):
         assert_equal((info["is_module"], info["p"], info["n_params"], info["training"]),
                      (True, p, 0, True),
                      name="(is an nn.Module, p, number of parameters, training) of Dropout(0.3)")
+        assert_equal(info["generator"], [True, True],
+                     name="(Dropout(0.3).generator is None, Dropout(0.3, generator=g).generator is "
+                          "g): keep the generator as the attribute `generator`")
         what = f"Dropout(0.3) on {device}"
         for key, rate, when in (("train1", 1 - p, "in training mode"),
                                 ("train2", 1 - p2, "after layer.p = 0.75 (read p at forward)"),
@@ -347,7 +388,7 @@ def dropout_module_follows_training_flag_p_and_generator(kernel):
 
 # -- Exercise 4: mc_dropout_predict -------------------------------------------------------------
 MC = """
-class ProbeDropout(Dropout):  # an instance of the student's class, with a known forward
+class ProbeDropout(Dropout):  # a Dropout (the stand-in mc_dropout_predict sees), known forward
     def __init__(self, p, seed):
         torch.nn.Module.__init__(self)
         self.p = p
@@ -359,8 +400,17 @@ class ProbeDropout(Dropout):  # an instance of the student's class, with a known
         keep = torch.rand(h.shape, generator=self.generator, device=h.device) >= self.p
         return h * keep / (1 - self.p)
 
+class ModeRecorder(torch.nn.Module):  # the identity, recording the mode it runs in
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def forward(self, h):
+        self.seen.add("train" if self.training else "eval")
+        return h
+
 model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU(),
-                            ProbeDropout(p, 8), torch.nn.Linear(3, 4))
+                            ProbeDropout(p, 8), torch.nn.Linear(3, 4), ModeRecorder())
 model = model.to(device=device, dtype=torch.float64)
 model.load_state_dict(state)
 for module, flag in zip(model, flags):
@@ -374,7 +424,7 @@ try:
     raised = "nothing"
 except Exception as e:  # noqa: BLE001
     raised = type(e).__name__
-result = {"mean": mean, "std": std, "before": before,
+result = {"mean": mean, "std": std, "before": before, "seen": sorted(model[5].seen),
           "after": [m.training for m in model.modules()], "state": model.state_dict(), "x": x,
           "grad": [mean.requires_grad, std.requires_grad], "raised": raised}
 """
@@ -425,7 +475,7 @@ def mc_exact(state, x, p):
     return (w * probs).sum(0), (w * probs**2).sum(0), probs.amin(0), probs.amax(0)
 
 
-@checks.test("mc-dropout-tests")
+@checks.test("mc-dropout-tests", stand_ins={"Dropout": REFERENCE_MODULE})
 def mc_dropout_predict_averages_probabilities_in_the_right_modes(kernel):
     p = 0.4
     state = mc_model_state()
@@ -440,8 +490,8 @@ def mc_dropout_predict_averages_probabilities_in_the_right_modes(kernel):
     t1 = (hi - lo) * math.sqrt(log_term / (2 * n))
     t2 = (hi**2 - lo**2) * math.sqrt(log_term / (2 * n))
     var_tol = t2 + t1 * (2 * mu + t1)
-    configs = [  # (flags of the 5 modules, flag of the Sequential): all train, all eval, a mix
-        ([True] * 5, True), ([False] * 5, False), ([False, True, False, False, True], False),
+    configs = [  # (flags of the 6 modules, flag of the Sequential): all train, all eval, a mix
+        ([True] * 6, True), ([False] * 6, False), ([False, True, False, False, True, True], False),
     ]
     for device in kernel.devices:
         for flags, top in configs:
@@ -459,6 +509,8 @@ def mc_dropout_predict_averages_probabilities_in_the_right_modes(kernel):
                              name=f"'{key}' after {what} (BatchNorm must run in eval mode: "
                                   "running statistics unchanged)")
             assert_equal(got["x"].cpu(), x, name=f"x after {what}")
+            assert_equal(got["seen"], ["eval"], name=f"modes a layer other than dropout ran in "
+                         f"during {what} (every module but the dropout layers in eval mode)")
             assert_equal(got["grad"], [False, False],
                          name=f"requires_grad of (mean, std) from {what} (no autograd graph)")
             mean, std = mean.cpu().double(), std.cpu().double()
@@ -471,3 +523,83 @@ def mc_dropout_predict_averages_probabilities_in_the_right_modes(kernel):
                           "passes of the softmax probabilities")
             assert_equal(got["raised"], "ValueError", name="what mc_dropout_predict(model, x, 1) "
                                                           "raises (n_samples must be >= 2)")
+
+
+# -- Exercise 5: expected_dropout_loss ----------------------------------------------------------
+RIDGE = """
+X, y, w = X.to(device), y.to(device), w.to(device)
+values = [expected_dropout_loss(X, y, w, p) for p in ps]
+wg = w.clone().requires_grad_()
+expected_dropout_loss(X, y, wg, 0.35).backward()
+raised = []
+for bad in (1.0, 1.5, -0.2):
+    try:
+        expected_dropout_loss(X, y, w, bad)
+        raised.append("nothing")
+    except Exception as e:  # noqa: BLE001
+        raised.append(type(e).__name__)
+result = {"values": values, "dtypes": [str(v.dtype) for v in values],
+          "shapes": [list(v.shape) for v in values], "grad": wg.grad, "inputs": [X, y, w],
+          "raised": raised}
+"""
+RIDGE_META = """
+from gradschool.checks import check_device_agnostic
+try:
+    check_device_agnostic(expected_dropout_loss, torch.ones(5, 3), torch.ones(5), torch.ones(3),
+                          0.3)
+    result = ""
+except AssertionError as e:
+    result = str(e).splitlines()[0]
+"""
+
+
+def ridge_problem(n, d, dtype, seed):
+    """(X, y, w) with features on very different scales (a closed form that ignores the data
+    scaling of the penalty shows)."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.logspace(-1, 1, d, dtype=torch.float64)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64) * scale
+    w = torch.randn(d, generator=g, dtype=torch.float64) / scale
+    y = X @ w + torch.randn(n, generator=g, dtype=torch.float64)
+    w = w + 0.3 * torch.randn(d, generator=g, dtype=torch.float64) / scale  # not the optimum
+    return X.to(dtype), y.to(dtype), w.to(dtype)
+
+
+def expected_loss_reference(X, y, w, p):
+    """The closed form, in float64: ||y - Xw||^2 + p / (1 - p) sum_j ||X[:, j]||^2 w_j^2, and
+    its gradient in w."""
+    X, y, w = X.double(), y.double(), w.double()
+    residual = y - X @ w
+    column_norms = (X**2).sum(0)
+    value = (residual**2).sum() + p / (1 - p) * (column_norms * w**2).sum()
+    return value, -2 * X.T @ residual + 2 * p / (1 - p) * column_norms * w
+
+
+@checks.test("dropout-ridge-tests")
+def expected_dropout_loss_is_the_data_scaled_ridge(kernel):
+    ps = [0.0, 0.1, 0.5, 0.9]
+    # (N, D): tall, wide, and one sample; far too many masks (2 ** (N D)) to enumerate
+    shapes = [(50, 40), (4, 30), (1, 25)]
+    for device in kernel.devices:
+        for dtype, rtol in ((torch.float64, 1e-10), (torch.float32, 1e-4)):
+            for i, (n, d) in enumerate(shapes):
+                X, y, w = ridge_problem(n, d, dtype, seed=31 + i)
+                got = kernel.probe(RIDGE, X=X, y=y, w=w, ps=ps, device=device)
+                what = f"expected_dropout_loss on a ({n}, {d}) {dtype} X on {device}"
+                assert_equal((got["dtypes"], got["shapes"], [device_of(v) for v in got["values"]]),
+                             ([str(dtype)] * len(ps), [[]] * len(ps), [device] * len(ps)),
+                             name=f"(dtypes, shapes, devices) of the results of {what} (0-dim, "
+                                  "the inputs' dtype and device)")
+                for p, value in zip(ps, got["values"], strict=True):
+                    assert_close(value.double(), expected_loss_reference(X, y, w, p)[0],
+                                 rtol=rtol, atol=0, name=f"{what}, p = {p} (exact: no sampling)")
+                grad = expected_loss_reference(X, y, w, 0.35)[1]
+                assert_close(got["grad"].cpu().double(), grad, rtol=rtol,
+                             atol=rtol * grad.abs().max().item(),
+                             name=f"the gradient in w of {what}, p = 0.35")
+                assert_equal([t.cpu() for t in got["inputs"]], [X, y, w],
+                             name=f"(X, y, w) after {what} (never modified)")
+                assert_equal(got["raised"], ["ValueError"] * 3,
+                             name="what expected_dropout_loss raises for p = 1.0, 1.5, -0.2")
+    assert_equal(kernel.probe(RIDGE_META), "",
+                 name="device-agnostic expected_dropout_loss (on the meta device)")

@@ -6,6 +6,11 @@ them (``kernel.probe``), and compares what comes back with values computed here:
 the input-gradient penalty, an enumeration of paths for the path norm, and exact statistical tests
 (false-alarm rate 1e-9 for the whole noise check) for the gradient noise. Models travel as the
 source of their class plus a state dict.
+
+One mistake costs one test: ``clip_grad_norm_`` is meant to reuse the student's ``grad_norm``, so
+its probes run with a known-good ``grad_norm`` in its place (``stand_ins``), and its forbidden list
+names torch's clipping only (torch's norm is ``grad_norm``'s to avoid). Every other test's probes
+call only the function of its own exercise.
 """
 
 import math
@@ -154,6 +159,30 @@ result = {"found": found, "type": type(found).__name__,
 """
 
 
+# A model whose forward pass raises after its leaves ran: the hooks must still go.
+RAISING = """
+class Broken(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 3)
+        self.act = torch.nn.ReLU()
+
+    def forward(self, x):
+        self.act(self.fc(x))
+        raise RuntimeError("this forward pass fails")
+
+
+model = Broken().to(device)
+try:
+    first_nonfinite_module(model, torch.randn(2, 3, device=device))
+    raised = False
+except RuntimeError:
+    raised = True
+result = {"raised": raised, "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks)
+                                         for m in model.modules())}
+"""
+
+
 @checks.test("nan-trace-tests")
 def first_nonfinite_module_follows_the_forward_order(kernel):
     state = twisted_state(4, torch.float32)
@@ -179,15 +208,40 @@ def first_nonfinite_module_follows_the_forward_order(kernel):
             for key, value in state.items():
                 if key not in poison:
                     assert_equal(got["state"][key].cpu(), value, name=f"'{key}' after {call}")
+        got = kernel.probe(RAISING, device=device)
+        call = f"first_nonfinite_module on {device}, for a model whose forward pass raises"
+        assert_equal(got["raised"], True, name=f"{call}: the error must propagate")
+        assert_equal(got["hooks"], 0, name=f"hooks left after {call} (remove them in a finally: "
+                     "block)")
 
 
 # -- Exercises 4-6: grad_norm, clip_grad_norm_, clip_grad_value_ --------------------------------
-# torch's norm and clipping utilities, however reached (gradschool.delegation: torch's objects,
-# not the student's own functions of the same names).
-TORCH_UTILS = ["torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad_norm",
-               "torch.nn.utils.clip_grad_value_", "torch.nn.utils.get_total_norm",
-               "torch.nn.utils.clip_grads_with_norm_", "torch.nn.utils.clip_grad",
-               "_get_total_norm", "_clip_grads_with_norm_"]
+# What each exercise must not reach, however spelled (gradschool.delegation: torch's objects, not
+# the student's own functions of the same names). Each list holds only torch's version of its own
+# exercise, so that one delegation costs one test: torch's norm (the whole clip_grad module,
+# whose clip_grad_norm_ returns the norm too) for grad_norm; torch's norm clipping for
+# clip_grad_norm_ (which reuses grad_norm: a grad_norm that delegates loses grad_norm's points
+# only, and the probes of clip_grad_norm_ run with GRAD_NORM_STAND_IN); torch's value clipping for
+# clip_grad_value_. A correct solution reaches none of them.
+TORCH_NORM = ["torch.nn.utils.get_total_norm", "torch.nn.utils.clip_grad_norm_",
+              "torch.nn.utils.clip_grad_norm", "torch.nn.utils.clip_grad", "_get_total_norm"]
+TORCH_CLIP_NORM = ["torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad_norm",
+                   "torch.nn.utils.clip_grads_with_norm_", "_clip_grads_with_norm_"]
+TORCH_CLIP_VALUE = ["torch.nn.utils.clip_grad_value_"]
+
+# A known-good grad_norm, in place of the student's while clip_grad_norm_ is probed.
+GRAD_NORM_STAND_IN = """
+import torch
+
+
+def grad_norm(parameters, norm_type=2.0):
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    grads = [p.grad.detach().flatten() for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.cat(grads), float(norm_type))
+"""
 
 # Builds parameters from `grads` (None: no gradient) and passes them as `form` says.
 PARAMS = """
@@ -243,7 +297,7 @@ def tolerance(dtype):
     return {"rtol": 1e-10, "atol": 0.0} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 0.0}
 
 
-@checks.test("total-norm-tests", forbid=TORCH_UTILS)
+@checks.test("total-norm-tests", forbid=TORCH_NORM)
 def grad_norm_matches_torch(kernel):
     for device in kernel.devices:
         for grads, dtype, what in grad_cases():
@@ -255,6 +309,8 @@ def grad_norm_matches_torch(kernel):
                 got = kernel.probe(GRAD_NORM, grads=used, dtype=dtype, device=device,
                                    norm_type=norm_type, form=form)
                 call = f"grad_norm(a {form} of {what}, {norm_type}) on {device}"
+                assert_equal(isinstance(got["total"], torch.Tensor), True,
+                             name=f"{call} returns a tensor")
                 assert_equal(tuple(got["total"].shape), (), name=f"shape of {call}")
                 assert_close(got["total"].cpu(), ref, **tolerance(dtype), name=call)
                 assert_equal(device_of(got["total"]), device, name=f"device of {call}")
@@ -267,7 +323,8 @@ def grad_norm_matches_torch(kernel):
                  name="grad_norm of parameters without any gradient (torch.tensor(0.0))")
 
 
-@checks.test("clip-norm-tests", forbid=TORCH_UTILS)
+@checks.test("clip-norm-tests", forbid=TORCH_CLIP_NORM,
+             stand_ins={"grad_norm": GRAD_NORM_STAND_IN})
 def clip_grad_norm_matches_torch(kernel):
     for device in kernel.devices:
         for grads, dtype, what in grad_cases():
@@ -281,6 +338,8 @@ def clip_grad_norm_matches_torch(kernel):
                                        norm_type=norm_type, form=form, max_norm=max_norm)
                     call = (f"clip_grad_norm_(a {form} of {what}, max_norm={max_norm:.4g}, "
                             f"norm_type={norm_type}) on {device} (total norm {norm:.4g})")
+                    assert_equal(isinstance(got["total"], torch.Tensor), True,
+                                 name=f"{call} returns a tensor")
                     assert_close(got["total"].cpu(), ref, **tolerance(dtype),
                                  name=f"the norm returned by {call} (the one BEFORE clipping)")
                     assert_equal(got["in_place"], True, name=f"{call} modifies .grad in place")
@@ -293,7 +352,7 @@ def clip_grad_norm_matches_torch(kernel):
                                          " (total + 1e-6), 1))")
 
 
-@checks.test("clip-value-tests", forbid=TORCH_UTILS)
+@checks.test("clip-value-tests", forbid=TORCH_CLIP_VALUE)
 def clip_grad_value_matches_torch(kernel):
     for device in kernel.devices:
         for grads, dtype, what in grad_cases():
@@ -408,10 +467,16 @@ def gradient_noise_is_independent_normal_with_annealed_variance(kernel):
 
 
 # -- Exercise 8: weight_norm_grads -------------------------------------------------------------
-AUTOGRAD = ["torch.Tensor.backward", "torch.autograd", "torch.func", "functorch",
-            "torch.enable_grad", "torch.nn.utils.weight_norm", "torch.nn.utils.parametrizations",
-            "torch.nn.utils.parametrize", "torch._weight_norm", "torch._weight_norm_interface",
-            "torch.norm_except_dim", "_weight_norm"]
+# Autograd in any form, and torch's weight norm. Named one by one, not as the module
+# torch.autograd: that would also forbid torch.no_grad (defined in torch.autograd.grad_mode),
+# which a correct hand-written backward may well use.
+AUTOGRAD = ["torch.Tensor.backward", "torch.autograd.grad", "torch.autograd.backward",
+            "torch.autograd.functional", "torch.autograd.forward_ad", "torch.autograd.gradcheck",
+            "torch.Tensor.grad_fn",
+            "torch.func", "functorch", "torch.enable_grad", "torch.nn.utils.weight_norm",
+            "torch.nn.utils.parametrizations", "torch.nn.utils.parametrize", "torch._weight_norm",
+            "torch._weight_norm_interface", "torch.norm_except_dim", "_weight_norm",
+            "_weight_norm_interface_backward", "_weight_norm_differentiable_backward"]
 WN = """
 v, g, grad_w = v.to(device), g.to(device), grad_w.to(device)
 copies = [v.clone(), g.clone(), grad_w.clone()]
@@ -449,6 +514,8 @@ def weight_norm_grads_match_autograd(kernel):
             got = kernel.probe(WN, v=v, g=gain, grad_w=grad_w, device=device)
             call = f"weight_norm_grads for v {tuple(v.shape)} {v.dtype} on {device}"
             assert_equal(got["unchanged"], True, name=f"the inputs after {call}")
+            assert_equal([type(got[k]).__name__ for k in ("grad_v", "grad_g")],
+                         ["Tensor", "Tensor"], name=f"the types of (grad_v, grad_g) of {call}")
             tol = ({"rtol": 1e-9, "atol": 1e-12} if v.dtype == torch.float64
                    else {"rtol": 1e-5, "atol": 1e-5})
             assert_close(got["grad_g"].cpu(), ref_g.to(v.dtype), **tol,

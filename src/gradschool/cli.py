@@ -10,13 +10,17 @@
                                          rebuild OUT/report.html and report.json from OUT/results
     gradschool feedback ID [--student S]  nbgrader generate_feedback, into autograder/feedback/
     gradschool export [--to FILE]        nbgrader export, into autograder/grades/grades.csv
+    gradschool gpu-check [--out DIR] [--only ID ...] [--quick] [--jobs N]
+                                         on a CUDA machine: run, grade and time the course on
+                                         the GPU; exit 3 (one line on stderr) without CUDA
     gradschool check NOTEBOOK            (students) run the notebook, report its visible tests
 
 The instructor commands run anywhere inside the course repository: they find its root (where
 ``nbgrader_config.py`` is) from the current folder upwards. check runs anywhere. Problems a user
 can fix (a missing file, an unknown assignment, the instructor tools not installed) end with one
 line on stderr and exit status 2; grade-all exits 1 when more than half of the notebooks failed
-to grade.
+to grade; gpu-check exits 0 when every check passed, 1 when one failed (the report says
+which) and 3 on a machine without CUDA (see :mod:`gradschool.instructor.gpu_check`).
 
 ``check`` is the student's command and imports only the student side; the instructor commands
 import :mod:`gradschool.instructor` (nbgrader) when they run.
@@ -106,6 +110,16 @@ def _parser() -> argparse.ArgumentParser:
                                  f"assignment as CSV (default: {EXPORT.as_posix()})")
     export.add_argument("--to", type=Path, metavar="FILE", help="the CSV to write (student "
                         "data: keep it out of git)")
+
+    gpu = commands.add_parser("gpu-check", help="on a CUDA machine: run, grade and time the "
+                              "whole course on the GPU, write a report (exit 3 without CUDA)")
+    gpu.add_argument("--out", type=Path, metavar="DIR", help="where report.json and report.md "
+                     "go (default: benchmarks/results/gpu-<date>-<device>)")
+    gpu.add_argument("--only", nargs="+", metavar="ID", help="these assignments (default: all)")
+    gpu.add_argument("--quick", action="store_true", help="only the machine checks and the "
+                     "solutions graded: no notebook runs, known-wrong tests or benchmark")
+    gpu.add_argument("--jobs", type=int, help="notebooks run or graded at once (default: half "
+                     "the cores, at most 8)")
 
     check = commands.add_parser("check", help="run a notebook and its visible tests (students)")
     check.add_argument("path", type=Path, metavar="NOTEBOOK.ipynb")
@@ -261,6 +275,27 @@ def _not_git_ignored(root: Path, path: Path) -> bool:
     return check.returncode == 1  # 0: ignored; 128: not a repository
 
 
+def _gpu_check(course, args: argparse.Namespace) -> int:
+    from gradschool.instructor.gpu_check import gpu_check
+    from gradschool.instructor.sandbox import Sandbox, SandboxError, check_sandbox
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    ids = args.only or course.assignments()
+    for assignment_id in ids:
+        course.check_assignment(assignment_id)
+    try:  # whether CUDA works inside it is the report's first section, not a reason to stop
+        check_sandbox(Sandbox())
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+    report, folder = gpu_check(course, ids=ids, out=args.out, quick=args.quick, jobs=args.jobs)
+    verdict = "every check passed" if report["ok"] else f"{len(report['failures'])} failures"
+    print(f"gpu-check: {verdict}; report in {course.relative(folder / 'report.md')}")
+    for failure in report["failures"]:
+        print(f"  {failure}")
+    return 0 if report["ok"] else 1
+
+
 def _check(args: argparse.Namespace) -> int:
     text, status = report(*run_visible_tests(args.path, timeout=args.timeout))
     print(text)
@@ -272,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "gpu-check":  # decided before nbgrader is imported: CI skips fast
+            from gradschool.instructor.gpu_smoke import SKIPPED, no_cuda
+
+            why = no_cuda()
+            if why:
+                print(f"gradschool gpu-check: skipped: {why}", file=sys.stderr)
+                return SKIPPED
         try:
             from gradschool.instructor.course import Course
         except ModuleNotFoundError as exc:
@@ -281,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":  # runs outside the course too
             return _report(args)
         commands = {"release": _release, "grade": _grade, "grade-all": _grade_all,
-                    "feedback": _feedback, "export": _export}
+                    "feedback": _feedback, "export": _export, "gpu-check": _gpu_check}
         return commands[args.command](Course.at(), args)
     except UserError as exc:
         print(f"gradschool: {exc}", file=sys.stderr)

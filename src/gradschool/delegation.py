@@ -41,8 +41,9 @@ import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: Where a released notebook keeps each test's forbidden entries: ``nb.metadata[METADATA_KEY]``
-#: is ``{test grade_id: [entry, ...]}``.
+#: Where a released notebook keeps what each test's delegation reading needs:
+#: ``nb.metadata[METADATA_KEY]`` is ``{test grade_id: {"forbid": [entry, ...], "stand_ins":
+#: [name, ...]}}`` (stand-ins: other exercises' names the test replaces, so not read with it).
 METADATA_KEY = "gradschool_delegation"
 
 #: Calls that reach names without spelling them.
@@ -259,10 +260,12 @@ class StudentCode:
             if tree is not None:
                 _collect_aliases(tree.body, self.context_aliases)
 
-    def exercise(self, graded: Iterable[str]) -> list[_Unit]:
-        """The units that make up the code of an exercise defining ``graded`` (see module doc)."""
+    def exercise(self, graded: Iterable[str], replaced: Iterable[str] = ()) -> list[_Unit]:
+        """The units that make up the code of an exercise defining ``graded`` (see module doc);
+        names in ``replaced`` (other exercises', which the test puts stand-ins in place of) are
+        not followed: they are not this exercise's code."""
         included = [u for u in self.units if u.always]
-        seen: set[str] = set()
+        seen: set[str] = set(replaced) - set(graded)
         todo = list(graded)
         for unit in included:
             todo += unit.uses
@@ -277,13 +280,15 @@ class StudentCode:
                     todo += unit.uses
         return sorted(included, key=lambda u: (u.cell, u.node.lineno))
 
-    def delegation(self, graded: Iterable[str], forbidden: Iterable[str]) -> Finding | None:
+    def delegation(self, graded: Iterable[str], forbidden: Iterable[str],
+                   replaced: Iterable[str] = ()) -> Finding | None:
         """The first place where the exercise defining ``graded`` reaches a ``forbidden`` entry
-        or a dynamic route (only when something is forbidden), or None."""
+        or a dynamic route (only when something is forbidden), or None; ``replaced`` as for
+        :meth:`exercise`."""
         rules = Rules.of(tuple(sorted(set(forbidden))))
         if not rules.entries:
             return None
-        units = self.exercise(graded)
+        units = self.exercise(graded, replaced)
         aliases = dict(self.context_aliases)
         for unit in units:
             _collect_aliases([unit.node], aliases, nested=True)
@@ -471,8 +476,10 @@ class Rules:
 
 def notebook_delegation(nb, test_id: str, forbidden: Iterable[str],
                         trusted: set[str] | None = None,
-                        graded: Iterable[str] | None = None) -> Finding | None:
-    """The delegation verdict of test ``test_id`` in notebook ``nb``.
+                        graded: Iterable[str] | None = None,
+                        replaced: Iterable[str] = ()) -> Finding | None:
+    """The delegation verdict of test ``test_id`` in notebook ``nb`` (``replaced``: the names
+    the test puts stand-ins in place of).
 
     The student's code is every code cell whose source is not one of ``trusted`` (the locked
     cells' sources as released; default: the cells ``nb`` itself marks locked). The graded names
@@ -491,7 +498,20 @@ def notebook_delegation(nb, test_id: str, forbidden: Iterable[str],
     student = StudentCode(((i, c.source) for i, c in enumerate(nb.cells)
                            if c.cell_type == "code" and c.source not in trusted),
                           context=trusted)
-    return student.delegation(graded, forbidden)
+    return student.delegation(graded, forbidden, replaced)
 
 
-__all__ = ["METADATA_KEY", "Finding", "StudentCode", "graded_names", "notebook_delegation"]
+def declared_findings(nb) -> dict[str, Finding]:
+    """test grade_id -> where its exercise reaches what it forbids, for the tests of ``nb`` (a
+    released notebook, or a student's copy of one) that do, as its metadata declares them."""
+    found = {}
+    for test_id, declared in nb.metadata.get(METADATA_KEY, {}).items():
+        finding = notebook_delegation(nb, test_id, declared.get("forbid", []),
+                                      replaced=declared.get("stand_ins", []))
+        if finding:
+            found[test_id] = finding
+    return found
+
+
+__all__ = ["METADATA_KEY", "Finding", "StudentCode", "declared_findings", "graded_names",
+           "notebook_delegation"]

@@ -19,7 +19,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
 from gradschool.cells import grade_id, is_test_cell, points, read_notebook
-from gradschool.delegation import METADATA_KEY, notebook_delegation
+from gradschool.delegation import declared_findings
 
 
 @dataclass
@@ -74,12 +74,7 @@ def run_visible_tests(path: Path, timeout: int = 600) -> tuple[list[VisibleTest]
 
 def _delegations(nb) -> dict[str, str]:
     """test grade_id -> why the grader will read its exercise as delegation, for those it will."""
-    found = {}
-    for test_id, forbidden in nb.metadata.get(METADATA_KEY, {}).items():
-        finding = notebook_delegation(nb, test_id, forbidden)
-        if finding:
-            found[test_id] = finding.message()
-    return found
+    return {test_id: finding.message() for test_id, finding in declared_findings(nb).items()}
 
 
 def report(results: list[VisibleTest], problem: str) -> tuple[str, int]:

@@ -56,9 +56,9 @@ def _factor_hint(a: torch.Tensor, e: torch.Tensor) -> str:
         return ""
     ratio = a[nz] / e[nz]
     lo, hi = float(ratio.min()), float(ratio.max())
-    if abs(hi - lo) > 1e-3 * max(abs(lo), abs(hi)) or abs(lo - 1.0) < 1e-6:
-        return ""
     c = 0.5 * (lo + hi)
+    if abs(hi - lo) > 1e-3 * max(abs(lo), abs(hi)) or abs(c - 1.0) < 1e-3:  # not a factor
+        return ""
     if abs(c + 1.0) < 1e-3:
         return "every value has the wrong sign"
     known = {

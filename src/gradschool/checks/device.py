@@ -33,6 +33,7 @@ _MIXING_ALLOWED = {
     "set_",
     "__set__",
     "__get__",
+    "_has_compatible_shallow_copy_type",  # nn.Module.to(device) compares old and new tensors
 }
 _FACTORY_IGNORED = {"get_rng_state", "get_default_dtype", "Generator"}
 
@@ -160,36 +161,46 @@ class _DeviceWatch(TorchFunctionMode):
         return result
 
 
-def _to_meta(obj: Any) -> Any:
-    if isinstance(obj, nn.Parameter):
-        return nn.Parameter(obj.detach().to("meta"), requires_grad=obj.requires_grad)
+def _copy_tree(obj: Any, device: str | None) -> Any:
+    """``obj`` with every tensor, parameter and module replaced by a copy on ``device`` (None:
+    a copy on the same device); containers are rebuilt, anything else is passed through.
+
+    Gradients come along (a function under test may read them: ``grad_norm``,
+    ``clip_grad_norm_``), also for modules, whose ``deepcopy`` drops them
+    (``Parameter.__deepcopy__`` copies the data only).
+    """
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().to(device) if device else t.detach().clone()
+
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("meta").requires_grad_(obj.requires_grad)
+        twin = move(obj).requires_grad_(obj.requires_grad)
+        if isinstance(obj, nn.Parameter):
+            twin = nn.Parameter(twin, requires_grad=obj.requires_grad)
+        if obj.grad is not None:
+            twin.grad = move(obj.grad)
+        return twin
     if isinstance(obj, nn.Module):
-        return copy.deepcopy(obj).to("meta")
+        twin = copy.deepcopy(obj)
+        for ours, theirs in zip(twin.parameters(), obj.parameters(), strict=True):
+            if theirs.grad is not None:
+                ours.grad = theirs.grad.detach().clone()
+        return twin.to(device) if device else twin
     if isinstance(obj, tuple):
-        return tuple(_to_meta(o) for o in obj)
+        return tuple(_copy_tree(o, device) for o in obj)
     if isinstance(obj, list):
-        return [_to_meta(o) for o in obj]
+        return [_copy_tree(o, device) for o in obj]
     if isinstance(obj, dict):
-        return {k: _to_meta(v) for k, v in obj.items()}
+        return {k: _copy_tree(v, device) for k, v in obj.items()}
     return obj
+
+
+def _to_meta(obj: Any) -> Any:
+    return _copy_tree(obj, "meta")
 
 
 def _fresh_copy(obj: Any) -> Any:
-    if isinstance(obj, nn.Parameter):
-        return nn.Parameter(obj.detach().clone(), requires_grad=obj.requires_grad)
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone().requires_grad_(obj.requires_grad)
-    if isinstance(obj, nn.Module):
-        return copy.deepcopy(obj)
-    if isinstance(obj, tuple):
-        return tuple(_fresh_copy(o) for o in obj)
-    if isinstance(obj, list):
-        return [_fresh_copy(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _fresh_copy(v) for k, v in obj.items()}
-    return obj
+    return _copy_tree(obj, None)
 
 
 _META_UNSUPPORTED = (

@@ -14,6 +14,8 @@
 - ``probe``          what a probe runs in the kernel: stand-ins, settings reset, tripwires
 - ``preprocessors``  the nbgrader steps that run the kernel and the hidden checks
 - ``status``         the statuses all of the above report
+- ``gpu_check``      ``gradschool gpu-check``: the course run, graded and timed on a GPU, with
+                     ``gpu_smoke`` (the machine), ``gpu_runs`` (the course) and ``gpu_report``
 
 Hidden-check files import what they need from here: ``from gradschool.instructor import
 HiddenChecks``.

@@ -1,8 +1,10 @@
-"""Grade one notebook with nbgrader, in a scratch course, and report it as plain data.
+"""Grade notebooks with nbgrader, in a scratch course, and report them as plain data.
 
-``grade_notebook`` is what ``gradschool grade`` runs. It generates the assignment into a scratch
-gradebook, puts the file where nbgrader expects a submission, runs ``nbgrader autograde`` and reads
-the scores back from that gradebook. The course's real gradebook is never touched.
+``grade_notebook`` is what ``gradschool grade`` runs. A :class:`Grader` generates the assignment
+into a scratch gradebook, puts the file where nbgrader expects a submission, runs ``nbgrader
+autograde`` and reads the scores back from that gradebook; it grades notebook after notebook in
+the same scratch course (what a ``grade-all`` worker does). The course's real gradebook is never
+touched.
 
 Report contract (``GradeReport.to_json()``)::
 
@@ -46,6 +48,7 @@ from gradschool.cells import (
     test_cell_ids,
 )
 from gradschool.instructor.course import Course, CourseError, possessive
+from gradschool.instructor.profiling import step
 from gradschool.instructor.status import Status
 
 STUDENT = "submission"
@@ -158,55 +161,125 @@ def grade_notebook(
     With ``artifacts`` (a folder), also write there the autograded notebook
     (``autograded.ipynb``, what nbgrader's gradebook import reads) and nbgrader's feedback for
     the student (``feedback.html``). ``sandbox=False`` runs the kernel as the grader (unsafe;
-    the report says so).
+    the report says so). To grade many notebooks of one assignment, use a :class:`Grader`.
 
     Raises NotebookError (one line) when the file is missing or not a notebook, CourseError
     when its assignment is unknown or cannot be recognised, or the notebook has none of the
     assignment's graded cells (see :func:`check_belongs`).
     """
     path = Path(path)
-    nb = read_notebook(path)
-    assignment = assignment or infer_assignment(course, path, nb)
-    course.check_assignment(assignment)
-    check_belongs(course, path, nb, assignment)
-    source = read_notebook(course.source_notebook(assignment))
-    with tempfile.TemporaryDirectory(prefix="gradschool-grade-") as tmp:
-        scratch = course.scratch(Path(tmp))
-        if timeout:
-            scratch.config.GradeOutsideTheKernel.timeout = timeout
-            scratch.config.GradeOutsideTheKernel.calibrate = False
-        scratch.config.GradeOutsideTheKernel.sandbox = sandbox
-        scratch.generate(assignment)
+    with step("read the submission"):  # a wrong notebook fails before the scratch course
+        nb = read_notebook(path)
+        assignment = assignment or infer_assignment(course, path, nb)
+        course.check_assignment(assignment)
+        check_belongs(course, path, nb, assignment)
+    with Grader(course, assignment, timeout, sandbox) as grader:
+        return grader.grade(path, artifacts)
+
+
+class Grader:
+    """Grade notebooks of one assignment, one after another, each as ``nbgrader autograde``
+    would, in a scratch course of their own (the course's gradebook is never touched).
+
+    The scratch course is made once: its gradebook with the assignment generated
+    (``nbgrader generate_assignment``, a second or more). Before each notebook, the folders
+    of the previous one (``submitted/``, ``autograded/``, ``feedback/``) are deleted and the
+    gradebook is copied back from the state right after the set-up, so that every notebook is
+    graded exactly as the first one, and nothing of one submission is seen by the next. The
+    kernel of each notebook is a new one (in a new sandbox). Use as a context manager, or
+    :meth:`close` it: that deletes the scratch course.
+
+    ``timeout`` (seconds per cell and per probe, flat budgets) and ``sandbox`` as for
+    :func:`grade_notebook`. Raises CourseError for an unknown assignment, or when nbgrader
+    cannot generate it.
+    """
+
+    def __init__(self, course: Course, assignment: str, timeout: int | None = None,
+                 sandbox: bool = True):
+        course.check_assignment(assignment)
+        self.course, self.assignment = course, assignment
+        self._folder = tempfile.TemporaryDirectory(prefix="gradschool-grader-")
+        try:
+            self.scratch = course.scratch(Path(self._folder.name))
+            settings = self.scratch.config.GradeOutsideTheKernel
+            if timeout:
+                settings.timeout, settings.calibrate = timeout, False
+            settings.sandbox = sandbox
+            source = read_notebook(course.source_notebook(assignment))
+            self.tests, self.answers = test_cell_ids(source), manual_cell_ids(source)
+            with step("nbgrader generate_assignment"):
+                self.scratch.generate(assignment)
+            self._gradebook = Path(self.scratch.db_url.removeprefix("sqlite:///"))
+            self._pristine = self._gradebook.with_suffix(".generated")
+            shutil.copyfile(self._gradebook, self._pristine)
+        except BaseException:
+            self._folder.cleanup()
+            raise
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the scratch course."""
+        self._folder.cleanup()
+
+    def _clear(self) -> None:
+        """Back to the state right after the set-up: no submission's file or grade."""
+        for folder in (self.scratch.submitted_dir, self.scratch.autograded_dir,
+                       self.scratch.feedback_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        shutil.copyfile(self._pristine, self._gradebook)
+
+    def grade(self, path: Path, artifacts: Path | None = None) -> GradeReport:
+        """Grade the notebook at ``path``; with ``artifacts``, write ``autograded.ipynb`` and
+        ``feedback.html`` there (see :func:`grade_notebook`, which raises the same errors)."""
+        path = Path(path)
+        assignment, scratch = self.assignment, self.scratch
+        with step("read the submission"):
+            check_belongs(self.course, path, read_notebook(path), assignment)
+        self._clear()
         submission = scratch.submitted_dir / STUDENT / assignment
         submission.mkdir(parents=True)
         shutil.copyfile(path, submission / f"{assignment}.ipynb")
-        scratch.autograde(assignment, STUDENT, label=path.name)
-        graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
-        graded_nb = nbformat.read(graded, as_version=4)
-        verdicts = _verdicts(graded_nb)
-        grading = graded_nb.metadata.get("gradschool", {})
-        with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
-            warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
-            submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
-            scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
+        with step("nbgrader autograde"):
+            scratch.autograde(assignment, STUDENT, label=path.name)
+        with step("read the grades"):
+            graded = scratch.autograded_dir / STUDENT / assignment / f"{assignment}.ipynb"
+            graded_nb = nbformat.read(graded, as_version=4)
+            with warnings.catch_warnings(), Gradebook(scratch.db_url) as gradebook:
+                warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings from inside nbgrader
+                submitted = gradebook.find_submission_notebook(assignment, assignment, STUDENT)
+                scores = {g.name: (float(g.score), float(g.max_score)) for g in submitted.grades}
         if artifacts:
-            scratch.generate_feedback(assignment, STUDENT, label=path.name)
+            with step("nbgrader generate_feedback"):
+                scratch.generate_feedback(assignment, STUDENT, label=path.name)
             feedback = scratch.feedback_dir / STUDENT / assignment / f"{assignment}.html"
             shutil.copyfile(graded, Path(artifacts) / AUTOGRADED)
             shutil.copyfile(feedback, Path(artifacts) / FEEDBACK)
-    results = []
-    for test_id in test_cell_ids(source):
-        score, max_score = scores[test_id]
-        verdict = verdicts.get(test_id, {"status": Status.FAILED,
-                                         "message": "the test did not run"})
-        results.append(TestResult(test_id, score, max_score, verdict["status"], verdict["message"]))
-    report = GradeReport(
-        assignment, sum(r.score for r in results), sum(r.max_score for r in results), results,
-        sandbox=grading.get("sandbox", True), limits=grading.get("limits", ""),
-        devices=grading.get("devices", ["cpu"]), notes=grading.get("notes", []),
-    )
-    for answer_id in manual_cell_ids(source):
-        report.tests.append(
-            TestResult(answer_id, 0.0, scores[answer_id][1], Status.MANUAL, "graded by a person")
+        return self._report(graded_nb, scores)
+
+    def _report(self, graded_nb: nbformat.NotebookNode,
+                scores: dict[str, tuple[float, float]]) -> GradeReport:
+        """The report from the autograded notebook (verdicts, grading notes) and the scores
+        nbgrader saved (grade_id -> (score, max_score))."""
+        verdicts = _verdicts(graded_nb)
+        grading = graded_nb.metadata.get("gradschool", {})
+        results = []
+        for test_id in self.tests:
+            score, max_score = scores[test_id]
+            verdict = verdicts.get(test_id, {"status": Status.FAILED,
+                                             "message": "the test did not run"})
+            results.append(TestResult(test_id, score, max_score, verdict["status"],
+                                      verdict["message"]))
+        report = GradeReport(
+            self.assignment, sum(r.score for r in results), sum(r.max_score for r in results),
+            results, sandbox=grading.get("sandbox", True), limits=grading.get("limits", ""),
+            devices=grading.get("devices", ["cpu"]), notes=grading.get("notes", []),
         )
-    return report
+        for answer_id in self.answers:
+            report.tests.append(TestResult(answer_id, 0.0, scores[answer_id][1], Status.MANUAL,
+                                           "graded by a person"))
+        return report

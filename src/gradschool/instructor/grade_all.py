@@ -1,8 +1,9 @@
 """Grade a whole class: what ``gradschool grade-all`` runs.
 
 ``grade_all`` collects one notebook per student (:mod:`~gradschool.instructor.collect`), grades
-them in parallel, each in its own scratch course and gradebook
-(:func:`~gradschool.instructor.grade.grade_notebook`), and, in the main process only, one student
+them in parallel (worker processes here, or Dask workers), each worker in its own scratch course
+and gradebook, made once (:class:`~gradschool.instructor.grade.Grader`), and, in the main process
+only, one student
 at a time, imports every result into the course's real gradebook the way ``nbgrader autograde``
 would (submitted and autograded notebooks in place, scores saved by nbgrader's
 ``SaveAutoGrades``), so that ``nbgrader generate_feedback``, ``nbgrader export`` and formgrader
@@ -46,6 +47,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -73,7 +75,7 @@ from gradschool.cells import (
 from gradschool.instructor.collect import Submission, collect
 from gradschool.instructor.course import Course, CourseError
 from gradschool.instructor.gpus import plan, visible_gpus
-from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, grade_notebook, graded_cell_ids
+from gradschool.instructor.grade import AUTOGRADED, FEEDBACK, Grader, graded_cell_ids
 from gradschool.instructor.report import write_report
 from gradschool.instructor.status import Status
 
@@ -281,16 +283,39 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         child.terminate()
 
 
+_graders = threading.local()
+"""This thread's :class:`Grader` and what it was made for, ``.kept = (key, grader)`` (see
+:func:`_grader_for`): one per pool worker process, one per thread of a Dask worker."""
+
+
+def _grader_for(course: Course, assignment: str, timeout: int | None, sandbox: bool) -> Grader:
+    """This thread's Grader for ``assignment`` with these settings: made for the first
+    notebook, kept for the next ones, so that its scratch course is generated once per worker;
+    another assignment, timeout or sandbox setting, or a changed solution notebook, makes a new
+    one (and deletes the old)."""
+    course.check_assignment(assignment)
+    source = course.source_notebook(assignment).stat()
+    key = (str(course.root), str(course.source_dir), assignment, source.st_mtime_ns,
+           source.st_size, timeout, sandbox)
+    kept = getattr(_graders, "kept", None)
+    if kept is None or kept[0] != key:
+        if kept is not None:
+            _graders.kept = None
+            kept[1].close()
+        _graders.kept = kept = (key, Grader(course, assignment, timeout, sandbox))
+    return kept[1]
+
+
 def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
                work: Path, sandbox: bool = True) -> dict:
-    """In a worker: grade one notebook; return {"report": ...} or {"error": one line}, with
-    "seconds", the wall time this took."""
+    """In a worker: grade one notebook (by this process's :class:`Grader`); return
+    {"report": ..., "work": folder of its autograded notebook and feedback} or {"error": one
+    line}, with "seconds", the wall time this took."""
     start = time.monotonic()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        report = grade_notebook(course, path, assignment, timeout, artifacts=work,
-                                sandbox=sandbox)
+        report = _grader_for(course, assignment, timeout, sandbox).grade(path, artifacts=work)
         outcome = {"report": asdict(report), "work": str(work)}
     except (CourseError, NotebookError) as exc:
         outcome = {"error": str(exc)}

@@ -61,11 +61,13 @@ class HiddenChecks:
 
         return register
 
-    def declarations(self) -> dict[str, list[str]]:
-        """test grade_id -> its sorted forbidden entries, for the tests that have any: what the
-        release writes into the student's notebook (``gradschool check`` reads it)."""
-        return {test: sorted(names) for test, names in sorted(self.forbidden_names.items())
-                if names}
+    def declarations(self) -> dict[str, dict[str, list[str]]]:
+        """test grade_id -> {"forbid": its forbidden entries, "stand_ins": the names it replaces},
+        sorted, for the tests that forbid anything: what the release writes into the student's
+        notebook (``gradschool check`` reads it)."""
+        return {test: {"forbid": sorted(names),
+                       "stand_ins": sorted(self.stand_ins.get(test, {}))}
+                for test, names in sorted(self.forbidden_names.items()) if names}
 
 
 def load_hidden_checks(path: Path) -> HiddenChecks:

@@ -34,6 +34,7 @@ sandbox's exchange folder); without, it runs as the grader, in ``cwd``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -55,6 +56,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
 from gradschool.instructor.probe import RESET, Guard, answer, probe_cell
+from gradschool.instructor.profiling import step
 from gradschool.instructor.sandbox import Sandbox, SandboxedKernelManager
 
 #: How long an interrupted kernel gets to come back before it is killed, in seconds.
@@ -150,9 +152,24 @@ class ProbeFailed(Exception):
 
 
 class _CappedClient(NotebookClient):
-    """nbclient's client, keeping at most ``output_limit`` characters of output per cell."""
+    """nbclient's client, keeping at most ``output_limit`` characters of output per cell, and
+    whose IOPub reader of a timed-out cell can be stopped (:meth:`stop_reading`)."""
 
     output_limit = 100_000
+    _reader: asyncio.Task | None = None
+
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        self._reader = asyncio.current_task()
+        return await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+
+    def stop_reading(self) -> None:
+        """Cancel the IOPub reader of the cell that just timed out. nbclient leaves it running
+        (it is not told of the timeout); it would take its turn at every later message of the
+        channel and drop those of other cells, so that each later cell and probe lost its
+        outputs or waited ``iopub_timeout`` (4 s) for an idle status the reader had taken."""
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
 
     def output(self, outs, msg, display_id, cell_index):
         used = sum(len(str(o)) for o in outs)
@@ -247,25 +264,27 @@ class GradingKernel:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _start(self) -> None:
-        cwd = self.cwd
-        if self.sandbox:
-            self._client.km = SandboxedKernelManager(
-                settings=self.sandbox, submission=self.cwd, kernel_name=self.kernel_name)
-            cwd = self._client.km.private
-        self._context = self._client.setup_kernel(
-            preexec_fn=self._limit_memory, cwd=str(cwd),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
-        )
-        self._context.__enter__()
-        self.pids.append(self._client.km.provisioner.pid)
-        self._attempt_scratch(PREAMBLE)
+        with step("kernel start"):
+            cwd = self.cwd
+            if self.sandbox:
+                self._client.km = SandboxedKernelManager(
+                    settings=self.sandbox, submission=self.cwd, kernel_name=self.kernel_name)
+                cwd = self._client.km.private
+            self._context = self._client.setup_kernel(
+                preexec_fn=self._limit_memory, cwd=str(cwd),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # the kernel's own chatter
+            )
+            self._context.__enter__()
+            self.pids.append(self._client.km.provisioner.pid)
+            self._attempt_scratch(PREAMBLE)
         if self._cuda_wanted:
             self._decide_cuda()
 
     def _decide_cuda(self) -> None:
         """Let the kernel say whether it can use CUDA (see the module doc)."""
-        outcome, text = self._scratch_output(
-            CUDA_CHECK.replace("FRACTION", repr(self._cuda_fraction)), CUDA_START_LIMIT)
+        with step("CUDA checks"):
+            outcome, text = self._scratch_output(
+                CUDA_CHECK.replace("FRACTION", repr(self._cuda_fraction)), CUDA_START_LIMIT)
         try:
             reply = json.loads(text.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -289,7 +308,8 @@ class GradingKernel:
         broke it, drop CUDA for the rest of the notebook (noted once) and return False."""
         if "cuda" not in self.devices:
             return True
-        outcome = self._attempt_scratch(CUDA_HEALTH, CUDA_START_LIMIT)
+        with step("CUDA checks"):
+            outcome = self._attempt_scratch(CUDA_HEALTH, CUDA_START_LIMIT)
         if outcome.ok:
             return True
         self._drop_cuda(f"the kernel's CUDA context broke before {before} ({outcome.message}), "
@@ -300,7 +320,8 @@ class GradingKernel:
     def reset(self) -> Outcome:
         """Undo the global torch settings a student may have left (default device and dtype,
         grad mode, TF32) before a test cell runs."""
-        return self._attempt_scratch(RESET)
+        with step("kernel reset"):
+            return self._attempt_scratch(RESET)
 
     def _stop(self) -> None:
         """Shut the kernel down, killing its whole process group if it does not go quietly."""
@@ -308,14 +329,15 @@ class GradingKernel:
             return
         context, self._context = self._context, None
         km = self._client.km
-        try:
-            run_sync(km.shutdown_kernel)(now=True)
-        except Exception:  # noqa: BLE001 - a dead or stuck kernel: kill below
-            pass
-        try:
-            context.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - the kernel is gone either way
-            pass
+        with step("kernel shutdown"):
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:  # noqa: BLE001 - a dead or stuck kernel: kill below
+                pass
+            try:
+                context.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the kernel is gone either way
+                pass
 
     @property
     def dead(self) -> bool:
@@ -349,6 +371,7 @@ class GradingKernel:
         try:
             self._client.execute_cell(cell, index)
         except CellTimeoutError:
+            self._client.stop_reading()
             return Outcome("timeout", f"no result within {self._client.timeout} s")
         except DeadKernelError:
             return Outcome("kernel_died", "the kernel died (os._exit, a crash or the memory limit)")
@@ -358,11 +381,12 @@ class GradingKernel:
 
     def _interrupted(self) -> bool:
         """Interrupt the kernel; True when it answers again within INTERRUPT_GRACE seconds."""
-        try:
-            run_sync(self._client.km.interrupt_kernel)()
-        except RuntimeError:
-            return False
-        return self._attempt_scratch("pass", INTERRUPT_GRACE).ok
+        with step("interrupts"):
+            try:
+                run_sync(self._client.km.interrupt_kernel)()
+            except RuntimeError:
+                return False
+            return self._attempt_scratch("pass", INTERRUPT_GRACE).ok
 
     def _restart(self) -> None:
         """Kill the kernel, start a new one and re-run the cells that had completed; give up
@@ -372,8 +396,9 @@ class GradingKernel:
             self.restarts += 1
             self._start()
             sources = [self.nb.cells[i].source for i in self.completed if self.replay(i)]
-            if all(self._attempt_scratch(s).status in ("ok", "error") for s in sources):
-                return
+            with step("replays after a restart"):
+                if all(self._attempt_scratch(s).status in ("ok", "error") for s in sources):
+                    return
         self._stop()
 
     def _attempt_scratch(self, source: str, timeout: int | None = None) -> Outcome:
@@ -406,6 +431,10 @@ class GradingKernel:
         Raises Delegated (an AssertionError): the guard saw the exercise reach torch's
         implementation.
         """
+        with step("probes"):
+            return self._probe(code, inputs)
+
+    def _probe(self, code: str, inputs: dict[str, Any]) -> Any:
         self._probes += 1
         km = self._client.km
         if self.dead:

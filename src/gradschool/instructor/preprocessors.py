@@ -49,6 +49,7 @@ from gradschool.instructor.budgets import load_budgets
 from gradschool.instructor.hidden_checks import HiddenChecks, load_hidden_checks
 from gradschool.instructor.kernel import GradingKernel, Outcome, ProbeFailed
 from gradschool.instructor.probe import Guard
+from gradschool.instructor.profiling import step
 from gradschool.instructor.sandbox import Sandbox
 from gradschool.instructor.status import Status
 
@@ -154,13 +155,15 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         assignment = resources["nbgrader"]["assignment"]
-        hidden = load_hidden_checks(Path(self.checks_directory) / f"{assignment}.py")
+        with step("load hidden checks"):
+            hidden = load_hidden_checks(Path(self.checks_directory) / f"{assignment}.py")
         changes = nb.metadata.pop(RESTORED, {})
-        budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
-                               notebook_timeout=self.notebook_timeout,
-                               override=not self.calibrate)
-        exercises = Exercises.of(nb, resources, self.config)
-        student = exercises.student_code(nb)
+        with step("read the exercises"):
+            budgets = load_budgets(Path(self.checks_directory), assignment, timeout=self.timeout,
+                                   notebook_timeout=self.notebook_timeout,
+                                   override=not self.calibrate)
+            exercises = Exercises.of(nb, resources, self.config)
+            student = exercises.student_code(nb)
         deadline = time.monotonic() + budgets.notebook
         sandbox = Sandbox(tmp_size_mb=self.tmp_size_mb, max_processes=self.max_processes)
         kernel = GradingKernel(
@@ -184,7 +187,8 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
                 else:
                     if is_test_cell(cell):
                         kernel.reset()
-                    outcome = kernel.run_cell(index, timeout=budget)
+                    with step("test cells" if is_test_cell(cell) else "cells"):
+                        outcome = kernel.run_cell(index, timeout=budget)
                 if not is_test_cell(cell):
                     if outcome.status not in (Status.OK, Status.ERROR):
                         casualty = outcome
@@ -213,13 +217,16 @@ class GradeOutsideTheKernel(NbGraderPreprocessor):
             return Outcome(Status.GRADER_ERROR,
                            f"no hidden checks for {grade_id}: tell the instructor")
         forbidden = tuple(sorted(hidden.forbidden_names.get(grade_id, set())))
-        finding = student.delegation(graded, forbidden)
+        stand_ins = dict(hidden.stand_ins.get(grade_id, {}))
+        with step("delegation reading"):
+            finding = student.delegation(graded, forbidden, replaced=stand_ins)
         if finding:
             return Outcome(Status.FAILED, finding.message())
         kernel.cuda_healthy(before=grade_id)
-        kernel.guard = Guard(graded, forbidden, dict(hidden.stand_ins.get(grade_id, {})))
+        kernel.guard = Guard(graded, forbidden, stand_ins)
         try:
-            return self._run_checks(grade_id, kernel, hidden)
+            with step("hidden checks (grader)"):
+                return self._run_checks(grade_id, kernel, hidden)
         finally:
             kernel.guard = Guard()
 

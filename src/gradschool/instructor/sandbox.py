@@ -49,6 +49,8 @@ from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 
+from gradschool.instructor.profiling import step
+
 BWRAP = "bwrap"
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf "
                 "install bubblewrap; Arch: pacman -S bubblewrap), or grade with --no-sandbox "
@@ -323,8 +325,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         return bwrap_command(self.settings, self.private, self.exchange_inside, inner)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        await super()._async_launch_kernel(kernel_cmd, **kw)
-        self.exchange = self._wait_for_sandbox(self.provisioner.pid)
+        with step("sandbox start"):
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            self.exchange = self._wait_for_sandbox(self.provisioner.pid)
         self.ip = f"{self.exchange}/kernel"  # the grader connects from outside
 
     def _wait_for_sandbox(self, bwrap: int) -> Path:
