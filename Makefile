@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-deps "$(TORCH)" \
 	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e ".[instructor,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[instructor,cluster,dev]"
 	touch $@
 
 lab: $(STAMP)  ## JupyterLab on course/ (students)

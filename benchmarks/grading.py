@@ -1,8 +1,10 @@
 """Grading speed, measured: a grade against a plain run, a hanging submission, a batch with 1
-and with 2 workers; or, with --profile, where one grade's time goes.
+and with 2 workers, and the same batch through a local Dask cluster; or, with --profile, where
+one grade's time goes.
 
     .venv/bin/python benchmarks/grading.py [--assignment ID] [--notebooks 8] [--repeat 3]
-                                           [--no-hang] [--no-batch]
+                                           [--no-hang] [--no-batch] [--cluster]
+    .venv/bin/python benchmarks/grading.py --cluster-only [--assignment ID] [--notebooks 8]
     .venv/bin/python benchmarks/grading.py --profile [--assignment ID ...]
 
 Speed (default assignment 01-symmetry-breaking), for its reference notebook
@@ -18,7 +20,10 @@ which a last cell prints: CPU time moves much less than wall time on a busy mach
 - a hanging submission: the reference with its first graded function replaced by one that never
   returns, graded by a worker's Grader under the calibrated time budgets, against a correct one,
   with its profile;
-- `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up.
+- `gradschool grade-all` on --notebooks copies with 1 and with 2 workers, and the speed-up;
+- with --cluster (needs the cluster extra): the same batch with the process pool and through a
+  local Dask cluster (`--scheduler local:N`, cluster start-up included), N = 1 and 2, run
+  alternately, and the cluster's overhead over the pool; --cluster-only prints this alone.
 Correct notebooks are graded with flat budgets of TIMEOUT s per cell, so that a busy machine
 never trips the calibrated ones (a restart would re-run cells); the work done is the same.
 
@@ -124,6 +129,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-batch", action="store_true", help="skip the grade-all figures")
     parser.add_argument("--no-hang", action="store_true", help="skip the hanging submission")
+    parser.add_argument("--cluster", action="store_true", help="also the batch through a local "
+                        "Dask cluster against the process pool")
+    parser.add_argument("--cluster-only", action="store_true", help="only that")
     args = parser.parse_args()
     course = Course.at(Path(__file__).parent)
     print(f"on {os.cpu_count()} CPU cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
@@ -132,7 +140,10 @@ def main() -> None:
             _profile(course, assignment)
         return
     (assignment,) = args.assignment or ["01-symmetry-breaking"]
-    _speed(course, assignment, args)
+    if not args.cluster_only:
+        _speed(course, assignment, args)
+    if args.cluster or args.cluster_only:
+        _cluster(course, course.source_notebook(assignment), assignment, args.notebooks)
 
 
 def _profile(course: Course, assignment: str) -> None:
@@ -193,6 +204,29 @@ def _speed(course: Course, assignment: str, args: argparse.Namespace) -> None:
             _hanging(course, work, assignment, worker)
     if not args.no_batch:
         _batch(course, course.source_notebook(assignment), assignment, args.notebooks)
+
+
+def _cluster(course: Course, notebook: Path, assignment: str, notebooks: int) -> None:
+    """The batch of ``notebooks`` copies of ``notebook`` with the process pool and through a
+    local Dask cluster, 1 and 2 workers, alternately (a change of load hits both alike)."""
+    with tempfile.TemporaryDirectory(prefix="gradschool-bench-") as tmp:
+        folder = Path(tmp) / "submissions"
+        folder.mkdir()
+        for i in range(notebooks):
+            shutil.copy(notebook, folder / f"student{i:03d}.ipynb")
+        for workers in (1, 2):
+            seconds = {}
+            for engine, options in (("pool", {"workers": workers}),
+                                    ("dask", {"scheduler": f"local:{workers}"})):
+                name = f"{engine}-{workers}"
+                seconds[engine] = _timed(partial(
+                    grade_all, course.scratch(Path(tmp) / f"course-{name}"), folder, assignment,
+                    Path(tmp) / f"out-{name}", timeout=TIMEOUT, log=lambda line: None, **options))
+                print(f"grade-all, {notebooks} notebooks, {workers} worker(s), {engine:<4}"
+                      f"  {seconds[engine]:6.1f} s  ({60 * notebooks / seconds[engine]:.1f} "
+                      f"notebooks/min; {_load()})")
+            print(f"Dask's overhead over the pool, {workers} worker(s)  "
+                  f"{100 * (seconds['dask'] / seconds['pool'] - 1):+5.1f}%")
 
 
 def _hanging(course: Course, folder: Path, assignment: str, correct: float) -> None:

@@ -2,7 +2,8 @@
 Canvas zip; a malformed notebook; students without a notebook, a stray notebook, another
 assignment's notebook; an all-failed batch; an interrupted batch resumed; the course's gradebook
 seen by nbgrader's own export, through gradschool's wrappers, from a subfolder; course/ never
-written by grading."""
+written by grading. Every command here runs with Dask unimportable: plain grade-all needs no
+cluster extra."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def _scores(exported: dict[str, dict]) -> dict[str, float]:
     return {student: float(row["score"]) for student, row in exported.items()}
 
 
+@pytest.fixture(autouse=True)
+def without_dask(monkeypatch):
+    """``import dask`` and ``import distributed`` fail in the commands these tests run."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent / "without_dask"))
+
+
 @pytest.fixture
 def course(tmp_path):
     return make_course(tmp_path / "course")
@@ -107,6 +114,14 @@ def test_a_folder_with_a_malformed_notebook(course, tmp_path):
     assert "(0/2 points)" in html.read_text()
     result = gradschool("feedback", ASSIGNMENT, "--student", "carol", cwd=subfolder)
     assert result.returncode == 2 and "no graded notebook of kinds for carol" in result.stderr
+
+
+def test_scheduler_without_the_cluster_extra_says_how_to_install(course, tmp_path):
+    result = gradschool("grade-all", str(tmp_path), "--assignment", ASSIGNMENT, "--scheduler",
+                        "local:2", cwd=course)
+    assert result.returncode == 2
+    assert result.stderr == "gradschool: --scheduler needs Dask: pip install -e " \
+        "'.[instructor,cluster]' in the course repository (or run `make test` once)\n"
 
 
 def test_export_warns_when_git_would_commit_it(course):

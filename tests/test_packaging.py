@@ -16,7 +16,7 @@ def _name(requirement: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = project["dependencies"] + extras["instructor"] + extras["dev"]
+    wanted = project["dependencies"] + extras["instructor"] + extras["cluster"] + extras["dev"]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {_name(r): r for r in pip if not r.startswith("-")}  # not pip's options

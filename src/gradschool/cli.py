@@ -4,8 +4,8 @@
     gradschool release --check [ID ...]  exit 1, naming the notebooks, if course/ is out of date
     gradschool release --timings [ID ...]  run the solutions, record each cell's time (budgets)
     gradschool grade PATH [--assignment ID] [--json] [--timeout S] [--no-sandbox]
-    gradschool grade-all SUBMISSIONS --assignment ID [--workers N] [--out DIR] [--pattern RE]
-                         [--timeout S] [--no-sandbox] [--anonymize]
+    gradschool grade-all SUBMISSIONS --assignment ID [--workers N | --scheduler ADDRESS]
+                         [--out DIR] [--pattern RE] [--timeout S] [--no-sandbox] [--anonymize]
     gradschool report OUT [--assignment ID] [--anonymize]
                                          rebuild OUT/report.html and report.json from OUT/results
     gradschool feedback ID [--student S]  nbgrader generate_feedback, into autograder/feedback/
@@ -39,6 +39,8 @@ from gradschool.visible_tests import report, run_visible_tests
 
 INSTRUCTOR_EXTRA = ("the instructor tools are not installed: pip install -e '.[instructor]' in "
                     "the course repository (or run `make test` once)")
+CLUSTER_EXTRA = ("--scheduler needs Dask: pip install -e '.[instructor,cluster]' in the course "
+                 "repository (or run `make test` once)")
 ANONYMIZE_HELP = ("in the class report, stable pseudonyms for student ids and no names or file "
                   "names (key: autograder/pseudonym.key)")
 EXPORT = Path("autograder", "grades", "grades.csv")
@@ -75,8 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("submissions", type=Path, metavar="SUBMISSIONS",
                        help="a folder of notebooks, or a Moodle or Canvas download (.zip)")
     batch.add_argument("--assignment", metavar="ID", required=True)
-    batch.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                       help="notebooks graded at once (default: the number of CPU cores)")
+    engine = batch.add_mutually_exclusive_group()
+    engine.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="notebooks graded at once on this machine (default: the number of "
+                        "CPU cores)")
+    engine.add_argument("--scheduler", metavar="ADDRESS", help="grade on a Dask cluster: "
+                        "tcp://HOST:8786 (a running dask scheduler), or local:N (N worker "
+                        "processes here, to try it); needs the cluster extra")
     batch.add_argument("--out", type=Path, metavar="DIR",
                        help="where results go (default: autograder/grade-all/ID)")
     batch.add_argument("--pattern", metavar="REGEX", help="a regular expression with a "
@@ -184,11 +191,22 @@ def _grade_all(course, args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    _sandbox(args.no_sandbox)
+    if args.scheduler is None:
+        _sandbox(args.no_sandbox)
+    else:  # the workers grade, and check their own sandbox
+        try:
+            from gradschool.instructor.cluster import parse_scheduler
+        except ImportError as exc:
+            if exc.name not in ("dask", "distributed"):
+                raise
+            raise UserError(CLUSTER_EXTRA) from None
+        parse_scheduler(args.scheduler)
+        if args.no_sandbox:
+            print(NO_SANDBOX_WARNING, file=sys.stderr)
     out = args.out or course.root / "autograder" / "grade-all" / args.assignment
     summary = grade_all(course, args.submissions, args.assignment, out, workers=args.workers,
                         pattern=args.pattern, timeout=args.timeout, sandbox=not args.no_sandbox,
-                        anonymize=args.anonymize)
+                        anonymize=args.anonymize, scheduler=args.scheduler)
     print(summary)
     if summary.too_many_failures:
         print(f"gradschool: {len(summary.failed)} of {summary.notebooks} notebooks failed to "

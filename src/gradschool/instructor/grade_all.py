@@ -1,8 +1,9 @@
 """Grade a whole class: what ``gradschool grade-all`` runs.
 
 ``grade_all`` collects one notebook per student (:mod:`~gradschool.instructor.collect`), grades
-them in parallel worker processes, each in its own scratch course and gradebook, made once
-(:class:`~gradschool.instructor.grade.Grader`), and, in the main process only, one student
+them in parallel (worker processes here, or Dask workers), each worker in its own scratch course
+and gradebook, made once (:class:`~gradschool.instructor.grade.Grader`), and, in the main process
+only, one student
 at a time, imports every result into the course's real gradebook the way ``nbgrader autograde``
 would (submitted and autograded notebooks in place, scores saved by nbgrader's
 ``SaveAutoGrades``), so that ``nbgrader generate_feedback``, ``nbgrader export`` and formgrader
@@ -11,6 +12,11 @@ graded or not, is in the gradebook (with the name the LMS gave), so that an expo
 Grading never writes ``course/``: an assignment new to the gradebook is generated in a scratch
 folder. On a machine with GPUs the workers are bounded by GPU memory and spread over the GPUs,
 each kernel with its share (:mod:`~gradschool.instructor.gpus`).
+
+Two engines grade (:data:`Engine`): worker processes of this machine (the default), or a Dask
+cluster (``scheduler``, :mod:`~gradschool.instructor.cluster`). Both run the same function per
+notebook (:func:`_grade_one`), and one loop, here, records what they return: they grade and
+record alike.
 
 Into ``out`` it writes::
 
@@ -22,7 +28,8 @@ Into ``out`` it writes::
     grades.csv               one row per student: autograded total and maximum, the written
                              answers' maximum, one column per graded cell, the error if any
     report.html, report.json the class report (:mod:`~gradschool.instructor.report`)
-    extracted/, work/        the notebooks taken out of a zip, the workers' files
+    extracted/, work/        the notebooks taken out of a zip, the graded notebooks and feedback
+                             pages (a cluster's workers return them to this folder)
 
 Resuming: a student whose result file exists for the same notebook (same sha256) is not graded
 again, so a batch stopped by Ctrl-C or a kill is finished by running the same command again.
@@ -40,11 +47,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -123,10 +133,13 @@ class Summary:
 def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
               workers: int = 1, pattern: str | None = None, timeout: int | None = None,
               log: Callable[[str], None] = print, sandbox: bool = True,
-              progress: bool | None = None, anonymize: bool = False) -> Summary:
+              progress: bool | None = None, anonymize: bool = False,
+              scheduler: str | None = None) -> Summary:
     """Grade every student's notebook in ``submissions`` (a folder or an LMS zip) against
-    ``assignment`` with ``workers`` processes; write results into ``out`` (see module doc),
-    then the class report (with pseudonyms if ``anonymize``).
+    ``assignment`` with ``workers`` processes, or on the Dask cluster ``scheduler``
+    (``tcp://HOST:PORT`` or ``local:N``, see :mod:`~gradschool.instructor.cluster`); write
+    results into ``out`` (see module doc), then the class report (with pseudonyms if
+    ``anonymize``).
 
     ``progress`` (default: when stderr is a terminal) shows a progress bar; without it, ``log``
     gets one line per student graded. Raises CourseError (one line) for what the user can fix:
@@ -157,39 +170,26 @@ def grade_all(course: Course, submissions: Path, assignment: str, out: Path, *,
         log(f"{kept} students have results in {out / 'results'} for the same notebook: kept")
     if progress is None:
         progress = sys.stderr.isatty()
-    gpus = plan(workers, visible_gpus())
-    if gpus.note:
-        log(gpus.note)
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    threads = max(1, (os.cpu_count() or 1) // gpus.workers)
-    environments = context.Queue()
-    for environment in gpus.environments:
-        environments.put(environment)
-    with ProcessPoolExecutor(gpus.workers, mp_context=context, initializer=_start_worker,
-                             initargs=(threads, environments)) as pool:
-        futures = {
-            pool.submit(_grade_one, course, s.path, assignment, timeout,
-                        out / "work" / s.student, sandbox): (s, digest)
-            for s, digest in todo
-        }
-        try:
-            with tqdm(total=len(futures), unit="notebook", desc=f"grading {assignment}",
-                      dynamic_ncols=True, disable=not (progress and futures)) as bar:
-                for future in as_completed(futures):
-                    submission, digest = futures[future]
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker died: grade it next run
-                        outcome = {"died": f"not graded, run again ({type(exc).__name__})"}
-                        died.append((submission.student, outcome["died"]))
-                    else:
-                        _record(course, assignment, submission, digest, outcome, out, max_score)
-                    bar.update()
-                    if not progress or "died" in outcome:
-                        log(f"{submission.student}: {_outcome_line(outcome)}")
-        except KeyboardInterrupt:
-            _stop_workers(pool)
-            raise
+    jobs = [Job(s, digest, out / "work" / s.student) for s, digest in todo]
+    engine: Engine
+    if scheduler is None:
+        engine = partial(grade_locally, workers=workers)
+    else:
+        from gradschool.instructor.cluster import grade_on_cluster  # the cluster extra
+
+        engine = partial(grade_on_cluster, scheduler=scheduler)
+    outcomes = engine(course, assignment, jobs, timeout=timeout, sandbox=sandbox, log=log)
+    with tqdm(total=len(jobs), unit="notebook", desc=f"grading {assignment}",
+              dynamic_ncols=True, disable=not (progress and jobs)) as bar, closing(outcomes):
+        for job, outcome in outcomes:
+            if "died" in outcome:  # not recorded: graded by the next run
+                outcome = {"died": f"not graded, run again ({outcome['died']})"}
+                died.append((job.submission.student, outcome["died"]))
+            else:
+                _record(course, assignment, job.submission, job.digest, outcome, out, max_score)
+            bar.update()
+            if not progress or "died" in outcome:
+                log(f"{job.submission.student}: {_outcome_line(outcome)}")
     rows = write_grades_csv(course, assignment, out)
     if rows:
         html, _ = write_report(out, course, assignment, anonymized=anonymize)
@@ -218,6 +218,54 @@ def _summary(rows: list[dict], resumed: int, died: list[tuple[str, str]], max_sc
         max_score=max_score, out=out)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One notebook to grade: the student's submission, its sha256, and ``work``, the folder on
+    this machine that receives its graded notebook and feedback page (``out/work/<student>``)."""
+
+    submission: Submission
+    digest: str
+    work: Path
+
+
+Engine = Callable[..., Iterator[tuple[Job, dict]]]
+"""What grades a batch: ``engine(course, assignment, jobs, *, timeout, sandbox, log)`` yields
+(job, outcome) as each job completes, in any order: :func:`_grade_one`'s outcome (its files in
+``job.work``), or ``{"died": why}`` when the job could not be graded this time (graded by the
+next run). Closing it, or Ctrl-C while it waits, stops its workers. Two engines: the local
+process pool (:func:`grade_locally`) and a Dask cluster
+(:func:`~gradschool.instructor.cluster.grade_on_cluster`)."""
+
+
+def grade_locally(course: Course, assignment: str, jobs: list[Job], *, timeout: int | None,
+                  sandbox: bool, log: Callable[[str], None],
+                  workers: int) -> Iterator[tuple[Job, dict]]:
+    """The engine of one machine: a pool of ``workers`` processes (bounded and spread over the
+    GPUs, if any), each notebook graded by :func:`_grade_one`."""
+    gpus = plan(workers, visible_gpus())
+    if gpus.note:
+        log(gpus.note)
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    threads = max(1, (os.cpu_count() or 1) // gpus.workers)
+    environments = context.Queue()
+    for environment in gpus.environments:
+        environments.put(environment)
+    with ProcessPoolExecutor(gpus.workers, mp_context=context, initializer=_start_worker,
+                             initargs=(threads, environments)) as pool:
+        futures = {pool.submit(_grade_one, course, job.submission.path, assignment, timeout,
+                               job.work, sandbox): job for job in jobs}
+        try:
+            for future in as_completed(futures):
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker died: grade it next run
+                    outcome = {"died": type(exc).__name__}
+                yield futures[future], outcome
+        except BaseException:  # Ctrl-C, or the batch loop stopped: end the workers now
+            _stop_workers(pool)
+            raise
+
+
 def _start_worker(threads: int, environments) -> None:
     """In each worker: its kernels' thread count and its GPU environment (one of
     ``environments``, a queue of dicts); Ctrl-C is the main process's to handle (it stops the
@@ -235,26 +283,27 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         child.terminate()
 
 
-_grader: tuple[tuple, Grader] | None = None
-"""This worker process's :class:`Grader` and what it was made for (see :func:`_grader_for`)."""
+_graders = threading.local()
+"""This thread's :class:`Grader` and what it was made for, ``.kept = (key, grader)`` (see
+:func:`_grader_for`): one per pool worker process, one per thread of a Dask worker."""
 
 
 def _grader_for(course: Course, assignment: str, timeout: int | None, sandbox: bool) -> Grader:
-    """This process's Grader for ``assignment`` with these settings: made for the first
+    """This thread's Grader for ``assignment`` with these settings: made for the first
     notebook, kept for the next ones, so that its scratch course is generated once per worker;
     another assignment, timeout or sandbox setting, or a changed solution notebook, makes a new
     one (and deletes the old)."""
-    global _grader
     course.check_assignment(assignment)
     source = course.source_notebook(assignment).stat()
     key = (str(course.root), str(course.source_dir), assignment, source.st_mtime_ns,
            source.st_size, timeout, sandbox)
-    if _grader is None or _grader[0] != key:
-        if _grader is not None:
-            _grader[1].close()
-            _grader = None
-        _grader = (key, Grader(course, assignment, timeout, sandbox))
-    return _grader[1]
+    kept = getattr(_graders, "kept", None)
+    if kept is None or kept[0] != key:
+        if kept is not None:
+            _graders.kept = None
+            kept[1].close()
+        _graders.kept = kept = (key, Grader(course, assignment, timeout, sandbox))
+    return kept[1]
 
 
 def _grade_one(course: Course, path: Path, assignment: str, timeout: int | None,
