@@ -108,9 +108,9 @@ def grade_json(path: Path, *args: str) -> dict:
 def grade_here(path: Path, assignment: str | None = None, *, runs_clean: bool) -> dict:
     """Grade ``path`` as ``gradschool grade --json`` does, in this process (nbgrader's and
     torch's imports paid once per test worker), with :func:`assert_expected_devices`. With
-    ``runs_clean``, also assert that no cell but the test cells raised: the notebook ran top to
-    bottom (what running the solution notebooks under nbval checked, here at no extra cost).
-    Returns the JSON report."""
+    ``runs_clean``, also assert that no cell of the course but its test cells raised (the cells
+    a student added may): the notebook ran top to bottom (what running the solution notebooks
+    under nbval checked, here at no extra cost). Returns the JSON report."""
     from gradschool.instructor.course import Course
     from gradschool.instructor.grade import AUTOGRADED, grade_notebook
 
@@ -118,7 +118,8 @@ def grade_here(path: Path, assignment: str | None = None, *, runs_clean: bool) -
         report = grade_notebook(Course.at(ROOT), path, assignment, artifacts=Path(tmp))
         graded = nbformat.read(Path(tmp) / AUTOGRADED, as_version=4)
     raised = [f"cell {i}: {out.ename}: {out.evalue}" for i, cell in enumerate(graded.cells)
-              if cell.cell_type == "code" and not is_test_cell(cell)
+              if cell.cell_type == "code" and "nbgrader" in cell.metadata
+              and not is_test_cell(cell)
               for out in cell.outputs if out.output_type == "error"]
     assert not (runs_clean and raised), raised
     assert_expected_devices(report.devices, report.notes)

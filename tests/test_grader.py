@@ -4,6 +4,7 @@ next (its files, its gradebook rows); the worker keeps one Grader per assignment
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class _Recorded:
 @pytest.fixture
 def recorded(monkeypatch):
     monkeypatch.setattr(grade_all, "Grader", _Recorded)
-    monkeypatch.setattr(grade_all, "_grader", None)
+    monkeypatch.setattr(grade_all, "_graders", threading.local())
     _Recorded.made, _Recorded.closed = [], []
     return _Recorded
 
