@@ -9,12 +9,9 @@ assignment.
 
 from __future__ import annotations
 
-import json
-
 import nbformat
 import pytest
-from conftest import gradschool
-from submissions import fill_in, reference_code
+from submissions import fill_in, grade_here, grade_json, reference_code
 from test_grading import ASSIGNMENT, COLLAPSE, CONSTANT, COUNT, RANDOM, WRONG
 
 from gradschool.cells import grade_id
@@ -72,11 +69,10 @@ def count_distinct_units(weight, atol=1e-6):
 
 
 def _grade(tmp_path, nb) -> dict:
+    """The report of ``nb`` graded in this process (:func:`grade_here`)."""
     path = tmp_path / "submission.ipynb"
     nbformat.write(nb, path)
-    result = gradschool("grade", str(path), "--json", "--assignment", ASSIGNMENT)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return grade_here(path, ASSIGNMENT, runs_clean=False)
 
 
 def _statuses(report: dict) -> dict[str, str]:
@@ -95,30 +91,31 @@ def test_hostile_submission(tmp_path, case):
     assert _statuses(report) == expected, report
 
 
-def _tampered(tmp_path, code: dict[str, str]) -> dict:
-    """Grade ``code`` with the constant test deleted, the count test emptied and the random test
-    turned into Markdown."""
+def _tampered(tmp_path, code: dict[str, str]):
+    """The submission of ``code`` with the constant test deleted, the count test emptied and
+    the random test turned into Markdown."""
     nb = fill_in(ASSIGNMENT, code)
     ids = {grade_id(c): c for c in nb.cells}
     ids[TESTS[COUNT]].source = "pass  # all good"
     ids[TESTS[RANDOM]].cell_type = "markdown"
     del ids[TESTS[RANDOM]]["outputs"], ids[TESTS[RANDOM]]["execution_count"]
     nb.cells.remove(ids[TESTS[CONSTANT]])
-    return _grade(tmp_path, nb)
+    return nb
 
 
-def test_tampered_test_cells_are_put_back_and_run(tmp_path):
+def test_tampered_test_cells_are_put_back_and_run_and_grading_twice_agrees(tmp_path):
+    """Right code under tampered tests: full marks, graded by the `gradschool grade` command and
+    again in this process, with the same report; wrong code under the same tampering: 0."""
     right = _tampered(tmp_path, reference_code(ASSIGNMENT))
-    assert _statuses(right) == {**{f: "restored" for f in TAMPERED}, COLLAPSE: "passed"}
-    assert right["score"] == right["max_score"]
-    messages = {t["id"]: t["message"] for t in right["tests"]}
+    path = tmp_path / "right.ipynb"
+    nbformat.write(right, path)
+    report = grade_json(path, "--assignment", ASSIGNMENT)
+    assert _statuses(report) == {**{f: "restored" for f in TAMPERED}, COLLAPSE: "passed"}
+    assert report["score"] == report["max_score"]
+    messages = {t["id"]: t["message"] for t in report["tests"]}
     assert "deleted" in messages[TESTS[CONSTANT]] and "edited" in messages[TESTS[COUNT]]
     assert "Markdown" in messages[TESTS[RANDOM]]
-    wrong = _tampered(tmp_path, WRONG_CODE)
+    assert _grade(tmp_path, right) == report
+    wrong = _grade(tmp_path, _tampered(tmp_path, WRONG_CODE))
     assert _statuses(wrong) == {**{f: "restored" for f in TAMPERED}, COLLAPSE: "failed"}
     assert wrong["score"] == 0
-
-
-def test_grading_twice_gives_the_same_report(tmp_path):
-    nb = fill_in(ASSIGNMENT, WRONG["new-parameters/uniform/columns/float32-layers"])
-    assert _grade(tmp_path, nb) == _grade(tmp_path, nb)

@@ -48,8 +48,8 @@ def validation_copy(nb):
     A cell may raise when it is a solution cell (the stub raises ``NotImplementedError``) or
     reads a name bound by a cell that may raise (directly or through other such cells). Running
     the copy with nbclient, which lets a tagged cell raise, validates the release: every other
-    cell must run clean. The released notebook carries no tag, so that a student's "Run All" stops at the
-    first exercise not done yet instead of running past it.
+    cell must run clean. The released notebook carries no tag, so that a student's "Run All"
+    stops at the first exercise not done yet instead of running past it.
     """
     tagged = copy.deepcopy(nb)
     transform = TransformerManager().transform_cell
