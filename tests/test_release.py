@@ -29,7 +29,7 @@ def test_release_check_names_a_stale_notebook(course_copy):
     nb = nbformat.read(stale, as_version=4)
     nb.cells[0].source += "\nedited by hand"
     nbformat.write(nb, stale)
-    result = gradschool("release", "--check", cwd=course_copy)
+    result = gradschool("release", "--check", stale.parent.name, cwd=course_copy)
     assert result.returncode == 1
     assert f"course/{stale.parent.name}/{stale.name} differs" in result.stdout
 
