@@ -78,6 +78,16 @@ def fill_in(assignment: str, code: dict[str, str]):
     return nb
 
 
+def edited(code: dict[str, str], name: str, *pairs: str) -> str:
+    """``code[name]`` with each ``old`` of ``pairs`` (old, new, old, new, ...; each must occur)
+    replaced by its ``new``: a known mistake written as an edit of the reference."""
+    source = code[name]
+    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
+        assert old in source, f"{old!r} is not in the reference {name}"
+        source = source.replace(old, new)
+    return source
+
+
 def make_submission(tmp_path: Path, assignment: str, code: dict[str, str],
                     name: str = "submission.ipynb") -> Path:
     """Write :func:`fill_in`'s notebook to ``tmp_path / name``; return its path."""

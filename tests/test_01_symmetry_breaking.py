@@ -12,11 +12,14 @@ two exercises (exactly those two tests lost).
 
 from __future__ import annotations
 
+import functools
+
 import nbformat
 import pytest
 from conftest import ROOT
 from submissions import (
     SETUP,
+    edited,
     fill_in,
     grade_here,
     grade_released_stub,
@@ -37,13 +40,7 @@ TEST_OF = {CONSTANT: "constant-init-tests", COUNT: "count-units-tests",
 REFERENCE = reference_code(ASSIGNMENT)
 
 
-def _edit(name: str, *pairs: str) -> str:
-    """The reference code of ``name`` with each ``old`` (which must occur) replaced by ``new``."""
-    source = REFERENCE[name]
-    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
-        assert old in source, f"{old!r} is not in the reference {name}"
-        source = source.replace(old, new)
-    return source
+_edit = functools.partial(edited, REFERENCE)  # a mistake as an edit of the reference
 
 
 # -- known mistakes, one function at a time ----------------------------------------------------

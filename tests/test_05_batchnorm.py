@@ -11,12 +11,15 @@ solution with realistic scratch work, the blank release, and a notebook with two
 
 from __future__ import annotations
 
+import functools
+
 import nbformat
 import pytest
 from submissions import (
     SETUP,
     InProcessKernel,
     checks_of,
+    edited,
     fill_in,
     grade_here,
     grade_released_stub,
@@ -38,13 +41,7 @@ TEST_OF = {FORWARD: "bn-forward-tests", BACKWARD: "bn-backward-tests", MODULE: "
 CONTEXT = SETUP + "from gradschool.checks import assert_close, assert_equal, replaced, report\n"
 
 
-def _edit(name: str, *pairs: str) -> str:
-    """The reference code of ``name`` with each ``old`` (which must occur) replaced by ``new``."""
-    source = REFERENCE[name]
-    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
-        assert old in source, f"{old!r} is not in the reference {name}"
-        source = source.replace(old, new)
-    return source
+_edit = functools.partial(edited, REFERENCE)  # a mistake as an edit of the reference
 
 
 def visible_verdict(exercise: str, cells: list[str]) -> str:

@@ -23,6 +23,7 @@ import pytest
 import torch
 from IPython.core.inputtransformer2 import TransformerManager
 from submissions import (
+    edited,
     fill_in,
     grade_here,
     grade_released_stub,
@@ -47,13 +48,7 @@ TEST_OF = {"layer_grad_norms": "layer-norms-tests", "update_ratios": "update-rat
 MANUAL = ["depth-answer", "clip-answer", "wn-answer", "entropy-answer"]
 
 
-def _edit(name: str, *pairs: str) -> str:
-    """The reference code of ``name`` with each ``old`` (which must occur) replaced by ``new``."""
-    source = REFERENCE[name]
-    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
-        assert old in source, f"{old!r} is not in the reference {name}"
-        source = source.replace(old, new)
-    return source
+_edit = functools.partial(edited, REFERENCE)  # a mistake as an edit of the reference
 
 
 # -- known mistakes, one at a time: function -> {mistake: source} ------------------------------
